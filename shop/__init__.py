@@ -1,0 +1,1 @@
+"""A server-rendered Kuwaiti storefront that takes payments through KNET."""

@@ -1,0 +1,1 @@
+"""Cart: a server-side basket keyed by a token in the signed session."""

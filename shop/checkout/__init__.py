@@ -1,0 +1,1 @@
+"""Checkout: the customer's details and Kuwaiti delivery address, then payment."""

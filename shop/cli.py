@@ -1,0 +1,92 @@
+"""The `shop` command: serve, migrate, seed, demo (the one-command offline start)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+from shop.settings import Settings, SettingsError
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        print(f"shop: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+async def _migrate() -> bool:
+    os.environ["PICCOLO_CONF"] = "shop.piccolo_conf"
+    from piccolo.apps.migrations.commands.forwards import run_forwards
+
+    result = await run_forwards(app_name="shop", migration_id="all")
+    if not result.success:
+        print(f"shop: migration failed: {result.message}", file=sys.stderr)
+    return result.success
+
+
+def migrate(settings: Settings) -> int:
+    return 0 if asyncio.run(_migrate()) else 1
+
+
+def seed(settings: Settings) -> int:
+    from shop.catalog.seed import seed_demo_catalogue
+    from shop.db import bind_tables, make_engine
+    from shop.piccolo_app import TABLES
+
+    bind_tables(make_engine(settings.database_url), TABLES)
+    result = asyncio.run(seed_demo_catalogue())
+    print(f"seeded {result.categories_created} categories and {result.products_created} products")
+    return 0
+
+
+def serve(settings: Settings, host: str | None, port: int | None, workers: int | None) -> int:
+    import uvicorn
+
+    host = host or settings.host
+    port = port or settings.port
+    print(f"shop: serving on http://{host}:{port} ({settings.env}, {settings.database_url.split('://')[0]})")
+    uvicorn.run(
+        "shop.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers or settings.workers,
+        proxy_headers=True,
+        server_header=False,
+        log_level="info",
+        access_log=False,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="shop", description="The KNET storefront.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="run the web server")
+    serve_parser.add_argument("--host")
+    serve_parser.add_argument("--port", type=int)
+    serve_parser.add_argument("--workers", type=int)
+    commands.add_parser("migrate", help="apply database migrations")
+    commands.add_parser("seed", help="load the demo catalogue (idempotent)")
+    demo_parser = commands.add_parser("demo", help="migrate, seed and serve the offline demo")
+    demo_parser.add_argument("--host")
+    demo_parser.add_argument("--port", type=int)
+    args = parser.parse_args(argv)
+
+    settings = _settings()
+    if args.command == "serve":
+        return serve(settings, args.host, args.port, args.workers)
+    if args.command == "migrate":
+        return migrate(settings)
+    if args.command == "seed":
+        return seed(settings)
+    if args.command == "demo":
+        if settings.production:
+            print("shop: demo is for development; use migrate and serve in production", file=sys.stderr)
+            return 2
+        return migrate(settings) or seed(settings) or serve(settings, args.host, args.port, 1)
+    parser.error(f"unknown command {args.command}")
+    return 2

@@ -1,0 +1,46 @@
+"""Database engines from `SHOP_DATABASE_URL`, bound to every table of the app."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from piccolo.engine.base import Engine
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine
+from piccolo.table import Table
+
+# Concurrent writers wait this long for SQLite's lock instead of failing with "locked".
+SQLITE_BUSY_TIMEOUT_S = 30
+
+
+def make_engine(database_url: str) -> Engine:
+    """An engine for `sqlite:///PATH` or `postgres://user:pass@host:port/db`."""
+    if database_url.startswith("sqlite:///"):
+        path = Path(database_url.removeprefix("sqlite:///"))
+        if path.parent != Path(""):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return SQLiteEngine(path=str(path), timeout=SQLITE_BUSY_TIMEOUT_S)
+    if database_url.startswith(("postgres://", "postgresql://")):
+        return PostgresEngine(config={"dsn": database_url})
+    raise ValueError("unsupported database URL (use sqlite:/// or postgres://)")
+
+
+def bind_tables(engine: Engine, tables: Iterable[type[Table]]) -> None:
+    """Point every table at `engine`, so the app never depends on a global config module."""
+    for table in tables:
+        table._meta._db = engine
+        # Foreign keys resolve their target's engine through the target table itself.
+
+
+async def prepare_sqlite(engine: Engine) -> None:
+    """WAL lets readers run beside one writer; it is a property of the database file."""
+    if isinstance(engine, SQLiteEngine):
+        await engine.run_ddl("PRAGMA journal_mode=WAL;")
+
+
+async def database_ok(engine: Engine) -> bool:
+    try:
+        rows = await engine.run_ddl("SELECT 1 AS ok;")
+    except Exception:  # any driver error means "not healthy"; /healthz reports it
+        return False
+    return bool(rows) and rows[0].get("ok") == 1

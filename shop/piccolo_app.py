@@ -1,0 +1,16 @@
+"""The single Piccolo app: every table of the shop, migrations in the top-level folder."""
+from piccolo.conf.apps import AppConfig
+
+from shop.cart.tables import Cart, CartLine
+from shop.catalog.tables import Category, Product
+from shop.paths import MIGRATIONS_DIR
+
+TABLES = [Category, Product, Cart, CartLine]
+
+APP_CONFIG = AppConfig(
+    app_name="shop",
+    migrations_folder_path=str(MIGRATIONS_DIR),
+    table_classes=TABLES,
+    migration_dependencies=[],
+    commands=[],
+)

@@ -1,0 +1,151 @@
+"""Settings: read once from `SHOP_` environment variables (and an optional `.env` file)."""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+DEFAULT_DATABASE_URL = "sqlite:///shop.db"
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+DEV_SECRET_FILE = ".shop-secret-key"
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+class SettingsError(ValueError):
+    """A setting is missing, malformed, or unsafe for the chosen mode."""
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in TRUE_WORDS:
+        return True
+    if value in FALSE_WORDS:
+        return False
+    raise SettingsError(f"{name} must be 1 or 0, not {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parse a minimal `.env` file: KEY=VALUE lines, `#` comments, optional quotes."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip().removeprefix("export ").strip()] = value
+    return values
+
+
+def _dev_secret_key(folder: Path) -> str:
+    """Generate the development secret once and keep it, so sessions survive restarts."""
+    path = folder / DEV_SECRET_FILE
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip()
+    key = secrets.token_urlsafe(48)
+    path.write_text(key + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    env: str = "development"
+    database_url: str = DEFAULT_DATABASE_URL
+    secret_key: str = ""
+    public_url: str = DEFAULT_PUBLIC_URL
+    provider: str = "checkout"
+    sandbox: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    # Connections per process; 0 disables the pool (each query opens its own connection).
+    db_pool_size: int = 10
+    page_size: int = 24
+    max_body_bytes: int = 64 * 1024
+    # Extra provider settings (SHOP_<PROVIDER>_<SETTING>), kept raw until providers read them.
+    provider_settings: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith(("postgres://", "postgresql://"))
+
+    def with_(self, **changes: object) -> "Settings":
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> "Settings":
+        """Build settings from the environment; `.env` in the working folder fills gaps."""
+        folder = cwd or Path.cwd()
+        env = {**read_dotenv(folder / ".env"), **(os.environ if environ is None else environ)}
+        mode = env.get("SHOP_ENV", "development").strip().lower() or "development"
+        if mode not in {"development", "production", "test"}:
+            raise SettingsError(f"SHOP_ENV must be development, production or test, not {mode!r}")
+        secret = env.get("SHOP_SECRET_KEY", "").strip()
+        if not secret and mode != "production":
+            secret = _dev_secret_key(folder)
+        known = {
+            "SHOP_ENV", "SHOP_DATABASE_URL", "SHOP_SECRET_KEY", "SHOP_PUBLIC_URL", "SHOP_PROVIDER",
+            "SHOP_SANDBOX", "SHOP_HOST", "SHOP_PORT", "SHOP_WORKERS", "SHOP_DB_POOL_SIZE",
+            "SHOP_PAGE_SIZE", "SHOP_MAX_BODY_BYTES",
+        }
+        settings = cls(
+            env=mode,
+            database_url=env.get("SHOP_DATABASE_URL", DEFAULT_DATABASE_URL).strip() or DEFAULT_DATABASE_URL,
+            secret_key=secret,
+            public_url=(env.get("SHOP_PUBLIC_URL", DEFAULT_PUBLIC_URL).strip() or DEFAULT_PUBLIC_URL).rstrip("/"),
+            provider=env.get("SHOP_PROVIDER", "checkout").strip() or "checkout",
+            sandbox=_flag(env, "SHOP_SANDBOX", True),
+            host=env.get("SHOP_HOST", "127.0.0.1"),
+            port=_int(env, "SHOP_PORT", 8000),
+            workers=_int(env, "SHOP_WORKERS", 1),
+            db_pool_size=_int(env, "SHOP_DB_POOL_SIZE", 10),
+            page_size=_int(env, "SHOP_PAGE_SIZE", 24),
+            max_body_bytes=_int(env, "SHOP_MAX_BODY_BYTES", 64 * 1024),
+            provider_settings={k: v for k, v in env.items() if k.startswith("SHOP_") and k not in known},
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Refuse malformed values, and unsafe defaults in production."""
+        if not self.database_url.startswith(("sqlite:///", "postgres://", "postgresql://")):
+            raise SettingsError("SHOP_DATABASE_URL must start with sqlite:/// or postgres://")
+        if not self.public_url.startswith(("http://", "https://")):
+            raise SettingsError("SHOP_PUBLIC_URL must be an http(s) URL")
+        if not 1 <= self.page_size <= 200:
+            raise SettingsError("SHOP_PAGE_SIZE must be between 1 and 200")
+        if self.production:
+            problems = []
+            if len(self.secret_key) < 32:
+                problems.append("SHOP_SECRET_KEY must be set to at least 32 random characters")
+            if self.sandbox:
+                problems.append("SHOP_SANDBOX must be 0 (sandboxes are for development)")
+            if not self.public_url.startswith("https://"):
+                problems.append("SHOP_PUBLIC_URL must be an https:// URL")
+            if problems:
+                raise SettingsError("refusing to start in production: " + "; ".join(problems))

@@ -1,0 +1,56 @@
+"""Helpers every controller uses: the shared page context, flash messages, htmx detection."""
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.response import Redirect
+
+from shop.cart.services import item_count
+from shop.settings import Settings
+
+CART_SESSION_KEY = "cart"
+FLASH_SESSION_KEY = "flash"
+
+
+def app_settings(request: Request) -> Settings:
+    return request.app.state["settings"]
+
+
+def is_htmx(request: Request) -> bool:
+    """An htmx request that wants a fragment (boosted navigation wants whole pages)."""
+    headers = request.headers
+    return headers.get("hx-request") == "true" and headers.get("hx-boosted") != "true"
+
+
+def cart_token(request: Request) -> str | None:
+    token = request.session.get(CART_SESSION_KEY) if request.scope.get("session") is not None else None
+    return token if isinstance(token, str) else None
+
+
+def flash(request: Request, message: str, kind: str = "info") -> None:
+    """A message shown once on the next full page (the no-JavaScript path after a redirect)."""
+    messages = list(request.session.get(FLASH_SESSION_KEY) or [])
+    messages.append({"kind": kind, "text": message})
+    request.session[FLASH_SESSION_KEY] = messages[-3:]
+
+
+def take_flashes(request: Request) -> list[dict[str, str]]:
+    if request.scope.get("session") and FLASH_SESSION_KEY in request.session:
+        return list(request.session.pop(FLASH_SESSION_KEY) or [])
+    return []
+
+
+async def page_context(request: Request, **context: Any) -> dict[str, Any]:
+    """What the layout needs on every page: the cart badge and pending flash messages."""
+    return {
+        "cart_count": await item_count(cart_token(request)),
+        "flashes": take_flashes(request),
+        "path": request.url.path,
+        "query_params": dict(request.query_params),
+        **context,
+    }
+
+
+def see_other(url: str) -> Redirect:
+    return Redirect(path=url, status_code=303)

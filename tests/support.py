@@ -1,0 +1,141 @@
+"""Test helpers: throwaway databases, the shop CLI in a subprocess, CSRF-aware form posts."""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_SECRET = "test-secret-key-" + "x" * 40
+POSTGRES_ENV = "SHOP_TEST_POSTGRES_URL"
+
+
+def require_all() -> bool:
+    """In CI every suite must run: a missing PostgreSQL or Chromium is a failure, not a skip."""
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def shop_env(database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOP_")}
+    env.update(
+        SHOP_ENV="test",
+        SHOP_DATABASE_URL=database_url,
+        SHOP_SECRET_KEY=TEST_SECRET,
+        SHOP_DB_POOL_SIZE="2",
+        **extra,
+    )
+    return env
+
+
+def run_shop(database_url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the real `shop` command (python -m shop) against a database."""
+    return subprocess.run(
+        [sys.executable, "-m", "shop", *args],
+        cwd=ROOT,
+        env=shop_env(database_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=check,
+    )
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+async def _postgres_admin(url: str, sql: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(dsn=url)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+@contextmanager
+def fresh_database(kind: str, tmp_dir: Path) -> Iterator[str]:
+    """A new, empty database of `kind` ('sqlite' or 'postgres'), dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_dir / ('shop-' + secrets.token_hex(4) + '.db')}"
+        return
+    admin_url = os.environ[POSTGRES_ENV]
+    name = "shop_test_" + secrets.token_hex(6)
+    asyncio.run(_postgres_admin(admin_url, f'CREATE DATABASE "{name}"'))
+    try:
+        yield _with_database(admin_url, name)
+    finally:
+        asyncio.run(_postgres_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def live_server(database_url: str, **extra_env: str) -> Iterator[str]:
+    """`shop serve` in a subprocess on a free port; yields its base URL."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    env = shop_env(database_url, SHOP_PUBLIC_URL=base_url, **extra_env)
+    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"shop-live-{port}.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "shop", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"shop serve did not start:\n{log_path.read_text()}")
+                time.sleep(0.1)
+            yield base_url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+CSRF_FIELD = re.compile(r'name="_csrf_token" value="([^"]+)"')
+
+
+def csrf_token(client: httpx.Client | object, path: str = "/") -> str:
+    """The token a real page carries in its forms (and the cookie it pairs with)."""
+    response = client.get(path)  # type: ignore[attr-defined]
+    match = CSRF_FIELD.search(response.text)
+    if match:
+        return match.group(1)
+    token = client.cookies.get("csrftoken")  # type: ignore[attr-defined]
+    assert token, "no CSRF token found"
+    return token
+
+
+def post_form(client: object, path: str, data: dict[str, str], htmx: bool = False, token: str | None = None):
+    token = token or csrf_token(client, "/products")
+    headers = {"HX-Request": "true"} if htmx else {}
+    return client.post(  # type: ignore[attr-defined]
+        path, data={**data, "_csrf_token": token}, headers=headers, follow_redirects=False
+    )

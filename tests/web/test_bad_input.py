@@ -1,0 +1,90 @@
+"""Bad input gets a clear 4xx in the customer's language and changes nothing in the database."""
+import pytest
+
+from tests.support import post_form
+
+BAD_QUANTITIES = ["-1", "abc", "1.5", "10^9", "1000000000", "", " ", "0x10", "٣abc", "1e3"]
+
+
+@pytest.mark.parametrize("quantity", BAD_QUANTITIES)
+def test_bad_quantity_on_add(client, product, db_snapshot, quantity: str) -> None:
+    before = db_snapshot()
+    response = post_form(client, "/cart/items", {"product_id": str(product["id"]), "quantity": quantity})
+    assert response.status_code == 422
+    assert "Quantity must be" in response.text
+    assert db_snapshot() == before
+
+
+@pytest.mark.parametrize("quantity", BAD_QUANTITIES)
+def test_bad_quantity_on_update(client, product, db_snapshot, quantity: str) -> None:
+    post_form(client, "/cart/items", {"product_id": str(product["id"]), "quantity": "1"})
+    before = db_snapshot()
+    response = post_form(client, f"/cart/items/{product['id']}", {"quantity": quantity}, htmx=True)
+    assert response.status_code == 422
+    assert "Quantity must be" in response.text
+    assert db_snapshot() == before
+
+
+@pytest.mark.parametrize("product_id", ["999999", "abc", "-1", "1.5", "", "1; DROP TABLE product"])
+def test_unknown_product_on_add(client, db_snapshot, product_id: str) -> None:
+    before = db_snapshot()
+    response = post_form(client, "/cart/items", {"product_id": product_id, "quantity": "1"})
+    assert response.status_code == 404
+    assert db_snapshot() == before
+
+
+@pytest.mark.parametrize("product_id", ["999999", "abc", "-1"])
+def test_unknown_product_on_update(client, db_snapshot, product_id: str) -> None:
+    before = db_snapshot()
+    response = post_form(client, f"/cart/items/{product_id}", {"quantity": "1"})
+    assert response.status_code == 404
+    assert db_snapshot() == before
+
+
+def test_update_of_a_product_not_in_the_cart_is_404(client, product, db_snapshot) -> None:
+    before = db_snapshot()
+    assert post_form(client, f"/cart/items/{product['id']}", {"quantity": "2"}).status_code == 404
+    assert db_snapshot() == before
+
+
+def test_missing_csrf_token_is_refused(client, product, db_snapshot) -> None:
+    client.get("/")
+    before = db_snapshot()
+    response = client.post("/cart/items", data={"product_id": str(product["id"]), "quantity": "1"})
+    assert response.status_code == 403
+    assert "security token" in response.text
+    wrong = client.post("/cart/items", data={"product_id": str(product["id"]), "quantity": "1", "_csrf_token": "forged"})
+    assert wrong.status_code == 403
+    assert db_snapshot() == before
+
+
+def test_csrf_refusal_is_in_arabic_for_arabic_customers(client, product) -> None:
+    client.get("/?lang=ar")
+    response = client.post("/cart/items", data={"product_id": str(product["id"]), "quantity": "1"})
+    assert response.status_code == 403
+    assert 'dir="rtl"' in response.text
+    assert "security token" not in response.text
+
+
+def test_oversized_body_is_413(client, product, db_snapshot) -> None:
+    before = db_snapshot()
+    response = post_form(client, "/cart/items", {"product_id": str(product["id"]), "quantity": "1", "pad": "x" * 200_000})
+    assert response.status_code == 413
+    assert db_snapshot() == before
+
+
+def test_htmx_errors_are_retargeted_to_the_message_area(client) -> None:
+    response = post_form(client, "/cart/items", {"product_id": "999999", "quantity": "1"}, htmx=True)
+    assert response.status_code == 404
+    assert response.headers["hx-retarget"] == "#flash"
+    assert "<html" not in response.text
+
+
+def test_wrong_method_is_405_not_500(client) -> None:
+    assert client.get("/cart/items").status_code == 405
+    assert client.delete("/products").status_code in {403, 405}
+
+
+def test_overlong_query_parameters_are_4xx(client) -> None:
+    assert client.get("/products", params={"q": "x" * 5000}).status_code == 400
+    assert client.get("/products", params={"page": "9" * 50}).status_code == 400
