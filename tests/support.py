@@ -9,13 +9,15 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Coroutine, Iterator, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET = "test-secret-key-" + "x" * 40
 POSTGRES_ENV = "SHOP_TEST_POSTGRES_URL"
@@ -56,6 +58,13 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
+def run_async(make_coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion from sync code, even where a loop is already running
+    (Playwright's sync API keeps one in the main thread)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(make_coro())).result()
+
+
 async def _postgres_admin(url: str, sql: str) -> None:
     import asyncpg
 
@@ -74,11 +83,11 @@ def fresh_database(kind: str, tmp_dir: Path) -> Iterator[str]:
         return
     admin_url = os.environ[POSTGRES_ENV]
     name = "shop_test_" + secrets.token_hex(6)
-    asyncio.run(_postgres_admin(admin_url, f'CREATE DATABASE "{name}"'))
+    run_async(lambda: _postgres_admin(admin_url, f'CREATE DATABASE "{name}"'))
     try:
         yield _with_database(admin_url, name)
     finally:
-        asyncio.run(_postgres_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run_async(lambda: _postgres_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def free_port() -> int:

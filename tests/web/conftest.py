@@ -1,13 +1,13 @@
 """Helpers for HTTP tests: peek at the database the app under test uses."""
 from __future__ import annotations
 
-import asyncio
-from typing import Any, Callable, Coroutine
+from typing import Any, Callable
 
 import pytest
 
 from shop.cart.tables import Cart, CartLine
 from shop.catalog.tables import Product
+from tests.support import run_async
 
 
 def run(query: Any) -> Any:
@@ -16,7 +16,7 @@ def run(query: Any) -> Any:
     async def awaited() -> Any:
         return await query
 
-    return asyncio.run(awaited())
+    return run_async(awaited)
 
 
 async def _snapshot() -> dict[str, Any]:
