@@ -35,7 +35,6 @@ GOVERNORATES: tuple[Governorate, ...] = (
             Area("doha", "Doha", "الدوحة"),
             Area("faiha", "Faiha", "الفيحاء"),
             Area("granada", "Granada", "غرناطة"),
-            Area("jaber-al-ahmad", "Jaber Al-Ahmad", "مدينة جابر الأحمد"),
             Area("kaifan", "Kaifan", "كيفان"),
             Area("khaldiya", "Khaldiya", "الخالدية"),
             Area("kuwait-city", "Kuwait City", "مدينة الكويت"),
@@ -175,6 +174,7 @@ GOVERNORATES: tuple[Governorate, ...] = (
         (
             Area("abdali", "Abdali", "العبدلي"),
             Area("amghara", "Amghara", "أمغرة"),
+            Area("jaber-al-ahmad", "Jaber Al-Ahmad", "مدينة جابر الأحمد"),
             Area("jahra", "Jahra", "الجهراء"),
             Area("kabd", "Kabd", "كبد"),
             Area("mutlaa", "Mutlaa", "المطلاع"),
