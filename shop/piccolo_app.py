@@ -3,9 +3,16 @@ from piccolo.conf.apps import AppConfig
 
 from shop.cart.tables import Cart, CartLine
 from shop.catalog.tables import Category, Product
+from shop.notifications.tables import OutboxEmail
+from shop.orders.tables import Order, OrderLine
 from shop.paths import MIGRATIONS_DIR
+from shop.payments.tables import Lease, PaymentAttempt, PaymentEvent, Refund
+from shop.sandbox.tables import SandboxRecord
 
-TABLES = [Category, Product, Cart, CartLine]
+TABLES = [
+    Category, Product, Cart, CartLine, Order, OrderLine, PaymentAttempt, PaymentEvent, Refund,
+    Lease, OutboxEmail, SandboxRecord,
+]
 
 APP_CONFIG = AppConfig(
     app_name="shop",

@@ -1,0 +1,1 @@
+"""Customer emails through an outbox table, so a receipt is never lost to an SMTP hiccup."""

@@ -1,0 +1,1 @@
+"""Payments: attempts with providers, their event timeline, refunds, reconciliation."""

@@ -1,0 +1,1 @@
+"""One adapter per payment provider, all behind `base.Provider`."""
