@@ -44,3 +44,24 @@ async def database_ok(engine: Engine) -> bool:
     except Exception:  # any driver error means "not healthy"; /healthz reports it
         return False
     return bool(rows) and rows[0].get("ok") == 1
+
+
+def write_transaction(engine: Engine):  # type: ignore[no-untyped-def]
+    """A transaction that takes the write lock up front on SQLite (no upgrade deadlocks) and is
+    a plain transaction on PostgreSQL, where rows are locked explicitly."""
+    if isinstance(engine, SQLiteEngine):
+        from piccolo.engine.sqlite import TransactionType
+
+        return engine.transaction(transaction_type=TransactionType.immediate)
+    return engine.transaction()
+
+
+def is_postgres(engine: Engine) -> bool:
+    return isinstance(engine, PostgresEngine)
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    """True for a unique-constraint error from either driver."""
+    name = type(exc).__name__
+    text = str(exc).lower()
+    return name == "UniqueViolationError" or ("unique constraint failed" in text) or "duplicate key" in text

@@ -14,6 +14,18 @@ TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 
 
+# Credentials the built-in sandboxes accept. Production refuses every one of them.
+SANDBOX_CREDENTIALS: dict[str, str] = {
+    "CHECKOUT_SECRET_KEY": "sk_sbox_diramarketknetsandboxkey2qa",  # matches the SDK key pattern
+    "CHECKOUT_WEBHOOK_SECRET": "whsec_dira_market_sandbox_signing_key",
+    "CHECKOUT_PROCESSING_CHANNEL_ID": "pc_dira_market_sandbox",
+}
+# Path of each provider's sandbox under the shop, for provider URL settings left unset.
+SANDBOX_URLS: dict[str, str] = {
+    "CHECKOUT_API_URL": "/sandbox/checkout",
+}
+
+
 class SettingsError(ValueError):
     """A setting is missing, malformed, or unsafe for the chosen mode."""
 
@@ -93,6 +105,15 @@ class Settings:
     @property
     def is_postgres(self) -> bool:
         return self.database_url.startswith(("postgres://", "postgresql://"))
+
+    def provider_value(self, name: str) -> str:
+        """`SHOP_<name>` if set; else, with sandboxes on, the sandbox's URL or credential; else ""."""
+        value = self.provider_settings.get(f"SHOP_{name}", "").strip()
+        if value or not self.sandbox:
+            return value.rstrip("/") if name.endswith("_URL") else value
+        if name in SANDBOX_URLS:
+            return self.public_url + SANDBOX_URLS[name]
+        return SANDBOX_CREDENTIALS.get(name, "")
 
     def with_(self, **changes: object) -> "Settings":
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,139 @@
+"""The payment journeys: checkout, browser return, webhook, retry. HTTP-free and testable."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from shop.checkout.forms import CheckoutDetails
+from shop.i18n import gettext as _
+from shop.orders import stock
+from shop.orders.services import OrderError, place_order
+from shop.orders.tables import Order, OrderLine
+from shop.db import write_transaction
+from shop.payments.providers.base import BadSignature, Provider, ProviderError
+from shop.payments.service import (
+    Applied,
+    StartOutcome,
+    apply_observation,
+    find_attempt,
+    is_open,
+    latest_attempt,
+    record_event,
+    start_attempt,
+)
+from shop.payments.states import OrderStatus, PaymentStatus, check_order_move
+
+log = logging.getLogger("shop.payments")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutResult:
+    order: dict[str, Any]
+    redirect_url: str = ""  # where the browser goes next (provider page), "" = the order page
+    form_fields: dict[str, str] | None = None
+
+
+def _resume(order: dict[str, Any], outcome: StartOutcome | None, attempt: dict[str, Any] | None) -> CheckoutResult:
+    if outcome is not None and outcome.redirect_url:
+        return CheckoutResult(order, outcome.redirect_url, outcome.form_fields or None)
+    if outcome is None and is_open(attempt) and attempt and attempt["redirect_url"]:
+        import json
+
+        form = attempt["redirect_form"]
+        fields = json.loads(form) if isinstance(form, str) else form
+        return CheckoutResult(order, attempt["redirect_url"], fields or None)
+    return CheckoutResult(order)
+
+
+async def checkout(cart_token: str, details: CheckoutDetails, language: str, provider: Provider,
+                   public_url: str) -> CheckoutResult:
+    """Place the cart's order (once) and start its payment (once). Raises OrderError."""
+    placed = await place_order(cart_token, details, language, provider.slug)
+    order = placed.order
+    attempt = await latest_attempt(order["id"])
+    if attempt is not None:
+        # A second press: resume the payment already started, never start another.
+        return _resume(order, None, attempt)
+    outcome = await start_attempt(order, provider, public_url)
+    return _resume(order, outcome, None)
+
+
+async def retry(order: dict[str, Any], provider: Provider, public_url: str) -> CheckoutResult:
+    """A new attempt for an order whose last attempt failed (or never reached the customer).
+
+    Re-reserves stock if the failure released it. Raises OrderError."""
+    attempt = await latest_attempt(order["id"])
+    if attempt is not None and is_open(attempt) and attempt["redirect_url"]:
+        return _resume(order, None, attempt)
+    retryable = order["status"] == OrderStatus.PAYMENT_FAILED or (
+        order["status"] == OrderStatus.PENDING_PAYMENT and attempt is not None and not attempt["redirect_url"]
+    )
+    if not retryable:
+        raise OrderError(_("This order cannot be paid again."))
+    if order["status"] == OrderStatus.PAYMENT_FAILED:
+        await _reopen(order)
+        order = await Order.select().where(Order.id == order["id"]).first()
+    outcome = await start_attempt(order, provider, public_url)
+    return _resume(order, outcome, None)
+
+
+async def _reopen(order: dict[str, Any]) -> None:
+    async with write_transaction(Order._meta.db):
+        current = await Order.select(Order.status, Order.stock_state).where(Order.id == order["id"]).first()
+        if current is None or current["status"] != OrderStatus.PAYMENT_FAILED:
+            return
+        if current["stock_state"] == "released":
+            lines = await OrderLine.select(OrderLine.product, OrderLine.quantity).where(OrderLine.order == order["id"])
+            if await stock.reserve(lines) is not None:
+                raise OrderError(_("Sorry, some items of this order are no longer in stock."))
+        check_order_move(OrderStatus.PAYMENT_FAILED, OrderStatus.PENDING_PAYMENT)
+        await Order.update({Order.status: OrderStatus.PENDING_PAYMENT.value, Order.stock_state: "reserved"}).where(
+            Order.id == order["id"]
+        )
+
+
+async def handle_return(provider: Provider, params: Mapping[str, str]) -> dict[str, Any] | None:
+    """The customer is back. Verify what can be verified, ask the provider, apply. Returns the order.
+
+    Raises BadSignature for a forged signed return. A provider that does not answer leaves the
+    attempt pending (the order page then shows "verifying")."""
+    hint = provider.parse_return(params)  # may raise BadSignature
+    attempt = await find_attempt(provider.slug, hint.provider_payment_id, hint.merchant_reference)
+    if attempt is None:
+        return None
+    await record_event(attempt["id"], provider.slug, "return", hint.payload,
+                       signature_ok=True if hint.verified else None)
+    try:
+        observation = await provider.inquire(attempt["provider_payment_id"] or hint.provider_payment_id,
+                                             attempt["merchant_reference"])
+    except ProviderError as exc:
+        await record_event(attempt["id"], provider.slug, "inquiry", {"error": str(exc)}, note="no answer")
+        observation = None
+    if observation is not None:
+        if observation.merchant_reference and observation.merchant_reference != attempt["merchant_reference"]:
+            await record_event(attempt["id"], provider.slug, "inquiry", observation.payload,
+                               note="ignored: the provider's payment belongs to another reference")
+        else:
+            await apply_observation(attempt["id"], observation, "inquiry")
+    return await Order.select().where(Order.id == attempt["order"]).first()
+
+
+async def handle_webhook(provider: Provider, headers: Mapping[str, str], body: bytes) -> list[Applied]:
+    """Verify over the raw body, then store and apply each event once. Raises BadSignature."""
+    observations = provider.verify_webhook(headers, body)
+    results = []
+    for observation in observations:
+        attempt = await find_attempt(provider.slug, observation.provider_payment_id, observation.merchant_reference)
+        if attempt is None:
+            # Not ours (or not yet known): keep it for the timeline, change nothing.
+            await record_event(None, provider.slug, "webhook", observation.payload, event_type=observation.event_type,
+                               provider_event_id=None, signature_ok=True, note="no matching payment attempt")
+            results.append(Applied(None))
+            continue
+        results.append(await apply_observation(attempt["id"], observation, "webhook", signature_ok=True))
+    return results
+
+
+__all__ = ["BadSignature", "CheckoutResult", "OrderError", "PaymentStatus", "checkout", "handle_return",
+           "handle_webhook", "retry"]

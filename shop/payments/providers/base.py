@@ -1,0 +1,160 @@
+"""The one contract every payment provider adapter implements: dataclasses in, dataclasses out."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
+
+import httpx
+
+from shop.payments.states import PaymentStatus
+from shop.settings import Settings
+
+# Explicit timeouts on every provider call; a timeout means "outcome unknown", never "failed".
+PROVIDER_TIMEOUT = httpx.Timeout(connect=5.0, read=15.0, write=10.0, pool=5.0)
+
+
+class ProviderError(Exception):
+    """Base of what an adapter raises."""
+
+
+class ProviderUnavailable(ProviderError):
+    """No answer we can trust (timeout, connection error, 5xx, garbage). Retry later; keep pending."""
+
+
+class ProviderRejected(ProviderError):
+    """The provider answered and refused the request (validation, auth, business rule)."""
+
+
+class BadSignature(ProviderError):
+    """A return or webhook whose signature does not verify. Reject it; change nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    redirect: str  # "get" (303 to a URL) or "form_post" (auto-submitting form)
+    return_verification: str
+    webhook_verification: str
+    inquiry: bool
+    refunds: bool
+    partial_refunds: bool
+    expiry_seconds: int
+    payment_links: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRequest:
+    merchant_reference: str  # unique per attempt
+    order_reference: str
+    amount_fils: int
+    currency: str
+    language: str  # "en" | "ar"
+    idempotency_key: str
+    return_url: str  # success and failure both come back here; the provider's status decides
+    webhook_url: str
+    customer_name: str
+    customer_email: str
+    customer_phone: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartedPayment:
+    provider_payment_id: str | None
+    redirect_url: str
+    # For form-POST providers: the fields to auto-submit to `redirect_url`.
+    form_fields: Mapping[str, str] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class KnetReceipt:
+    payment_id: str = ""
+    transaction_id: str = ""
+    auth_code: str = ""
+    bank_reference: str = ""
+    track_id: str = ""
+    result: str = ""
+    post_date: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What a provider told us about one payment, whatever channel it came through."""
+
+    status: PaymentStatus | None  # capture-side news; None for refund-only or unknown news
+    provider_payment_id: str | None = None
+    merchant_reference: str | None = None
+    amount_fils: int | None = None
+    currency: str | None = None
+    receipt: KnetReceipt = field(default_factory=KnetReceipt)
+    event_id: str | None = None
+    event_type: str = ""
+    failure_reason: str = ""
+    # Refund news: the provider's refund id (or action id) and its outcome.
+    refund_id: str | None = None
+    refund_status: str | None = None  # "pending" | "succeeded" | "failed"
+    refund_amount_fils: int | None = None
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnHint:
+    """What the browser brought back: enough to find the attempt and ask the provider."""
+
+    provider_payment_id: str | None = None
+    merchant_reference: str | None = None
+    # Set when the return itself is signed and verified (APS, KNET), so it may carry a status.
+    verified: Observation | None = None
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequest:
+    provider_payment_id: str
+    amount_fils: int
+    currency: str
+    idempotency_key: str
+    reference: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefundResult:
+    provider_refund_id: str | None
+    status: str  # "pending" | "succeeded" | "failed"
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Provider(ABC):
+    """An adapter. The same code runs against the real provider and its sandbox: only URLs differ."""
+
+    slug: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
+        self.settings = settings
+        self.client = client
+
+    @abstractmethod
+    async def start_payment(self, request: PaymentRequest) -> StartedPayment:
+        """Create the payment. Raises ProviderUnavailable (unknown outcome) or ProviderRejected."""
+
+    @abstractmethod
+    def parse_return(self, params: Mapping[str, str]) -> ReturnHint:
+        """Read the browser return. Raises BadSignature where the provider signs returns."""
+
+    @abstractmethod
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[Observation]:
+        """Verify over the raw body and parse. Raises BadSignature. Never calls the network."""
+
+    @abstractmethod
+    async def inquire(self, provider_payment_id: str | None, merchant_reference: str) -> Observation:
+        """The provider's authoritative status. Idempotent. Raises ProviderUnavailable."""
+
+    @abstractmethod
+    async def refund(self, request: RefundRequest) -> RefundResult:
+        """Ask for a refund (idempotent by key). Raises ProviderUnavailable or ProviderRejected."""
+
+    def missing_credentials(self) -> list[str]:
+        """Names of settings this provider needs that are empty."""
+        return []
