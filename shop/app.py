@@ -1,6 +1,8 @@
 """The application factory: settings in, a configured Litestar app out (no import-time work)."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 
@@ -15,8 +17,11 @@ from piccolo.engine.postgres import PostgresEngine
 
 from shop.cart.controllers import CartController
 from shop.catalog.controllers import CatalogController
-from shop.checkout.controllers import CheckoutController
+from shop.checkout.controllers import CheckoutController, payment_return, webhook
 from shop.db import bind_tables, make_engine, prepare_sqlite
+from shop.orders.controllers import OrderController
+from shop.payments.reconcile import run_forever
+from shop.payments.registry import new_http_client
 from shop.paths import STATIC_DIR
 from shop.piccolo_app import TABLES
 from shop.settings import Settings
@@ -39,12 +44,21 @@ def create_app(settings: Settings | None = None) -> Litestar:
     engine = make_engine(settings.database_url)
     bind_tables(engine, TABLES)
 
-    async def open_database() -> None:
+    async def start(app: Litestar) -> None:
         await prepare_sqlite(engine)
         if isinstance(engine, PostgresEngine) and settings.db_pool_size > 0:
             await engine.start_connection_pool(min_size=1, max_size=settings.db_pool_size)
+        app.state["http"] = new_http_client()
+        if settings.reconcile_interval_s > 0:
+            app.state["reconciler"] = asyncio.create_task(run_forever(settings, app.state["http"]))
 
-    async def close_database() -> None:
+    async def stop(app: Litestar) -> None:
+        task = app.state.get("reconciler")
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await app.state["http"].aclose()
         if isinstance(engine, PostgresEngine) and settings.db_pool_size > 0:
             await engine.close_connection_pool()
 
@@ -71,16 +85,20 @@ def create_app(settings: Settings | None = None) -> Litestar:
         include_in_schema=False,
     )
     logging.getLogger("shop").setLevel(logging.INFO)
+    handlers: list[object] = [
+        CatalogController, CartController, CheckoutController, OrderController, payment_return, webhook,
+        healthz, static,
+    ]
     return Litestar(
-        route_handlers=[CatalogController, CartController, CheckoutController, healthz, static],
+        route_handlers=handlers,
         middleware=[sessions.middleware, DefineMiddleware(LanguageMiddleware, secure_cookie=settings.production)],
         csrf_config=csrf,
         plugins=[HTMXPlugin()],
         template_config=template_config(),
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         before_send=[security_headers_hook(settings.production)],
-        on_startup=[open_database],
-        on_shutdown=[close_database],
+        on_startup=[start],
+        on_shutdown=[stop],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=None,
         debug=False,

@@ -42,6 +42,29 @@ def seed(settings: Settings) -> int:
     return 0
 
 
+def reconcile(settings: Settings) -> int:
+    """One reconciliation pass now (the app's background loop does the same on a timer)."""
+    from shop.db import bind_tables, make_engine
+    from shop.notifications.outbox import deliver_pending
+    from shop.payments.reconcile import reconcile_once
+    from shop.payments.registry import new_http_client
+    from shop.piccolo_app import TABLES
+
+    bind_tables(make_engine(settings.database_url), TABLES)
+
+    async def run() -> int:
+        async with new_http_client() as client:
+            report = await reconcile_once(settings, client)
+            emails = await deliver_pending(settings.smtp_url, settings.email_from)
+        print(f"checked {report.checked}, settled {report.settled}, expired {report.expired}, "
+              f"unreachable {report.unreachable}, emails {emails}")
+        for error in report.errors:
+            print(f"error: {error}", file=sys.stderr)
+        return 1 if report.errors else 0
+
+    return asyncio.run(run())
+
+
 def serve(settings: Settings, host: str | None, port: int | None, workers: int | None) -> int:
     import uvicorn
 
@@ -71,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--workers", type=int)
     commands.add_parser("migrate", help="apply database migrations")
     commands.add_parser("seed", help="load the demo catalogue (idempotent)")
+    commands.add_parser("reconcile", help="ask providers about open payments now, expire stale ones")
     demo_parser = commands.add_parser("demo", help="migrate, seed and serve the offline demo")
     demo_parser.add_argument("--host")
     demo_parser.add_argument("--port", type=int)
@@ -83,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         return migrate(settings)
     if args.command == "seed":
         return seed(settings)
+    if args.command == "reconcile":
+        return reconcile(settings)
     if args.command == "demo":
         if settings.production:
             print("shop: demo is for development; use migrate and serve in production", file=sys.stderr)

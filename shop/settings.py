@@ -94,6 +94,10 @@ class Settings:
     # Connections per process; 0 disables the pool (each query opens its own connection).
     db_pool_size: int = 10
     page_size: int = 24
+    # Seconds between reconciliation passes in each app process (0: no background loop).
+    reconcile_interval_s: int = 15
+    smtp_url: str = ""
+    email_from: str = "Dira Market <orders@localhost>"
     max_body_bytes: int = 64 * 1024
     # Extra provider settings (SHOP_<PROVIDER>_<SETTING>), kept raw until providers read them.
     provider_settings: Mapping[str, str] = field(default_factory=dict)
@@ -132,7 +136,8 @@ class Settings:
         known = {
             "SHOP_ENV", "SHOP_DATABASE_URL", "SHOP_SECRET_KEY", "SHOP_PUBLIC_URL", "SHOP_PROVIDER",
             "SHOP_SANDBOX", "SHOP_HOST", "SHOP_PORT", "SHOP_WORKERS", "SHOP_DB_POOL_SIZE",
-            "SHOP_PAGE_SIZE", "SHOP_MAX_BODY_BYTES",
+            "SHOP_PAGE_SIZE", "SHOP_MAX_BODY_BYTES", "SHOP_RECONCILE_INTERVAL_S", "SHOP_SMTP_URL",
+            "SHOP_EMAIL_FROM",
         }
         settings = cls(
             env=mode,
@@ -147,6 +152,9 @@ class Settings:
             db_pool_size=_int(env, "SHOP_DB_POOL_SIZE", 10),
             page_size=_int(env, "SHOP_PAGE_SIZE", 24),
             max_body_bytes=_int(env, "SHOP_MAX_BODY_BYTES", 64 * 1024),
+            reconcile_interval_s=_int(env, "SHOP_RECONCILE_INTERVAL_S", 15),
+            smtp_url=env.get("SHOP_SMTP_URL", "").strip(),
+            email_from=env.get("SHOP_EMAIL_FROM", "").strip() or "Dira Market <orders@localhost>",
             provider_settings={k: v for k, v in env.items() if k.startswith("SHOP_") and k not in known},
         )
         settings.validate()

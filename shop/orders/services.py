@@ -21,6 +21,10 @@ class OrderError(ValueError):
     """The order cannot be placed as asked; the message is for the customer."""
 
 
+class CartSpent(Exception):
+    """The cart became an order in a concurrent request (internal: that order is returned)."""
+
+
 def new_reference(now: datetime | None = None) -> str:
     """Human reference, also the KNET track id stem: DM-YYMMDD-XXXXXX (letters/digits only)."""
     day = (now or datetime.now(timezone.utc)).strftime("%y%m%d")
@@ -53,7 +57,7 @@ async def place_order(cart_token: str, details: CheckoutDetails, language: str, 
         async with write_transaction(engine):
             order = await _place(cart_token, details, language, provider)
     except Exception as exc:
-        if not is_unique_violation(exc):
+        if not (is_unique_violation(exc) or isinstance(exc, CartSpent)):
             raise
         # Another request placed this cart's order a moment ago: that one stands.
         existing = await order_for_cart(cart_token)
@@ -73,6 +77,9 @@ async def _place(cart_token: str, details: CheckoutDetails, language: str, provi
         CartLine.product.price_fils.as_alias("price_fils"),
     ).where(CartLine.cart.token == cart_token).order_by(CartLine.product)
     if not lines:
+        # Empty because a concurrent press just turned it into an order? Then that order stands.
+        if await order_for_cart(cart_token):
+            raise CartSpent()
         raise OrderError(_("Your cart is empty."))
     short = await stock.reserve(lines)
     if short is not None:

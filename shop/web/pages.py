@@ -7,14 +7,27 @@ from litestar import Request
 from litestar.response import Redirect
 
 from shop.cart.services import item_count
+from shop.payments.providers.base import Provider
+from shop.payments.registry import provider_for
 from shop.settings import Settings
 
 CART_SESSION_KEY = "cart"
+LAST_ORDER_SESSION_KEY = "order"
 FLASH_SESSION_KEY = "flash"
 
 
 def app_settings(request: Request) -> Settings:
     return request.app.state["settings"]
+
+
+def provider_named(request: Request, slug: str) -> Provider:
+    """The adapter for `slug`, sharing the app's outbound HTTP client. Raises UnknownProvider."""
+    return provider_for(slug, app_settings(request), request.app.state["http"])
+
+
+def active_provider(request: Request) -> Provider:
+    """The provider new payments start with (attempts keep theirs)."""
+    return provider_named(request, app_settings(request).provider)
 
 
 def is_htmx(request: Request) -> bool:

@@ -1,0 +1,115 @@
+"""Reconciliation: ask providers about attempts still open, expire those past their window.
+
+Runs as a loop in every app process, but only the holder of the database lease works, so
+several processes never inquire twice; `shop reconcile` runs one pass by hand."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import httpx
+
+from shop.notifications.outbox import deliver_pending
+from shop.payments.providers.base import Observation, ProviderError
+from shop.payments.registry import UnknownProvider, provider_for
+from shop.payments.service import apply_observation, next_check, record_event, utcnow
+from shop.payments.states import OPEN_PAYMENT, PaymentStatus
+from shop.payments.tables import Lease, PaymentAttempt
+from shop.settings import Settings
+
+log = logging.getLogger("shop.reconcile")
+LEASE_NAME = "reconciler"
+# Past the provider's window we wait this long for late news before expiring locally.
+EXPIRY_GRACE = timedelta(minutes=2)
+BATCH = 50
+
+
+def holder_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def acquire_lease(holder: str, ttl_s: int) -> bool:
+    """Take or renew the lease; True if this process leads until it expires."""
+    now = utcnow()
+    await Lease.insert(Lease(name=LEASE_NAME, holder="", expires_at=now)).on_conflict(action="DO NOTHING")
+    rows = await Lease.update({Lease.holder: holder, Lease.expires_at: now + timedelta(seconds=ttl_s)}).where(
+        (Lease.name == LEASE_NAME) & ((Lease.expires_at < now) | (Lease.holder == holder))
+    ).returning(Lease.id)
+    return bool(rows)
+
+
+@dataclass(slots=True)
+class PassReport:
+    checked: int = 0
+    settled: int = 0
+    expired: int = 0
+    unreachable: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+async def reconcile_once(settings: Settings, client: httpx.AsyncClient, now_shift: timedelta = timedelta()) -> PassReport:
+    """One pass over open attempts whose check is due. Safe to run concurrently (idempotent)."""
+    now = utcnow() + now_shift
+    report = PassReport()
+    due = await PaymentAttempt.select().where(
+        PaymentAttempt.status.is_in([s.value for s in OPEN_PAYMENT])
+        & ((PaymentAttempt.next_check_at <= now) | PaymentAttempt.next_check_at.is_null())
+    ).order_by(PaymentAttempt.next_check_at).limit(BATCH)
+    for attempt in due:
+        report.checked += 1
+        try:
+            provider = provider_for(attempt["provider"], settings, client)
+        except UnknownProvider:
+            report.errors.append(f"attempt {attempt['id']}: unknown provider {attempt['provider']}")
+            continue
+        observation: Observation | None
+        try:
+            observation = await provider.inquire(attempt["provider_payment_id"], attempt["merchant_reference"])
+        except ProviderError as exc:
+            report.unreachable += 1
+            observation = None
+            await record_event(attempt["id"], attempt["provider"], "inquiry", {"error": str(exc)}, note="no answer")
+        if observation is not None and observation.status is not None:
+            applied = await apply_observation(attempt["id"], observation, "inquiry")
+            if applied.status_after and PaymentStatus(applied.status_after) not in OPEN_PAYMENT:
+                report.settled += 1
+                continue
+        expires_at = attempt["expires_at"]
+        if expires_at is not None and now > expires_at + EXPIRY_GRACE and observation is not None:
+            # The provider answered and still has nothing final, long after its window closed.
+            applied = await apply_observation(
+                attempt["id"],
+                Observation(status=PaymentStatus.EXPIRED, failure_reason="expired: no result within the payment window",
+                            event_type="expired by reconciliation"),
+                "note",
+            )
+            report.expired += int(applied.changed)
+            continue
+        await PaymentAttempt.update({
+            PaymentAttempt.checks: attempt["checks"] + 1,
+            PaymentAttempt.next_check_at: next_check(attempt["checks"] + 1, now),
+        }).where(PaymentAttempt.id == attempt["id"])
+    return report
+
+
+async def run_forever(settings: Settings, client: httpx.AsyncClient) -> None:
+    """The background loop of one app process; only the lease holder does the work."""
+    interval = settings.reconcile_interval_s
+    me = holder_id()
+    while True:
+        try:
+            if await acquire_lease(me, ttl_s=interval * 3):
+                report = await reconcile_once(settings, client)
+                if report.checked:
+                    log.info("reconciled %s attempts: %s settled, %s expired, %s unreachable",
+                             report.checked, report.settled, report.expired, report.unreachable)
+                await deliver_pending(settings.smtp_url, settings.email_from)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the loop must survive a bad pass; the next one retries
+            log.exception("reconciliation pass failed")
+        await asyncio.sleep(interval)
