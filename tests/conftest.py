@@ -23,9 +23,8 @@ def _check_backend(kind: str) -> None:
         pytest.skip(message)
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A migrated database holding the demo catalogue, shared by the tests of one backend."""
+def migrated_database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A new database of the requested backend, migrated and holding the demo catalogue."""
     _check_backend(request.param)
     with fresh_database(request.param, tmp_path_factory.mktemp(request.param)) as url:
         run_shop(url, "migrate")
@@ -33,9 +32,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         yield url
 
 
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Shared by the tests of one backend that keep the demo catalogue as it is."""
+    yield from migrated_database(request, tmp_path_factory)
+
+
 def test_settings(database_url: str, **changes: object) -> Settings:
+    # Port 9 (discard) refuses connections: in-process tests see the provider as down.
     settings = Settings(
-        env="test", database_url=database_url, secret_key=TEST_SECRET, db_pool_size=0, page_size=24
+        env="test", database_url=database_url, secret_key=TEST_SECRET, db_pool_size=0, page_size=24,
+        public_url="http://127.0.0.1:9", reconcile_interval_s=0,
     )
     return settings.with_(**changes) if changes else settings
 

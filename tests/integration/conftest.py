@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -12,8 +12,14 @@ from shop.catalog.tables import Product
 from shop.checkout.forms import validate_checkout
 from shop.orders.services import place_order
 from shop.payments.tables import PaymentAttempt
-from tests.conftest import test_settings
+from tests.conftest import BACKENDS, migrated_database, test_settings
 from tests.unit.test_forms import VALID
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Its own database: these tests add products and orders the storefront tests must not see."""
+    yield from migrated_database(request, tmp_path_factory)
 
 
 @pytest.fixture(scope="session", autouse=True)

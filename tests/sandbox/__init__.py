@@ -1,0 +1,1 @@
+"""Sandbox tests: the built-in fake provider servers, driven over real HTTP."""
