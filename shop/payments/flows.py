@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Mapping
 
 from shop.checkout.forms import CheckoutDetails
@@ -21,10 +22,13 @@ from shop.payments.service import (
     latest_attempt,
     record_event,
     start_attempt,
+    utcnow,
 )
-from shop.payments.states import OrderStatus, PaymentStatus, check_order_move
+from shop.payments.states import OPEN_PAYMENT, OrderStatus, PaymentStatus, check_order_move
+from shop.payments.tables import PaymentAttempt
 
 log = logging.getLogger("shop.payments")
+RETURN_RECHECK = timedelta(seconds=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +120,10 @@ async def handle_return(provider: Provider, params: Mapping[str, str]) -> dict[s
                                note="ignored: the provider's payment belongs to another reference")
         else:
             await apply_observation(attempt["id"], observation, "inquiry")
+    # Still open: the customer is waiting on the order page, so ask again soon, not at expiry.
+    await PaymentAttempt.update({PaymentAttempt.next_check_at: utcnow() + RETURN_RECHECK, PaymentAttempt.checks: 0}).where(
+        (PaymentAttempt.id == attempt["id"]) & PaymentAttempt.status.is_in([s.value for s in OPEN_PAYMENT])
+    )
     return await Order.select().where(Order.id == attempt["order"]).first()
 
 
