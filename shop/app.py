@@ -24,6 +24,7 @@ from shop.payments.reconcile import run_forever
 from shop.payments.registry import new_http_client
 from shop.paths import STATIC_DIR
 from shop.piccolo_app import TABLES
+from shop.sandbox import create_sandbox_router
 from shop.settings import Settings
 from shop.web.errors import EXCEPTION_HANDLERS
 from shop.web.health import healthz
@@ -48,7 +49,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         await prepare_sqlite(engine)
         if isinstance(engine, PostgresEngine) and settings.db_pool_size > 0:
             await engine.start_connection_pool(min_size=1, max_size=settings.db_pool_size)
-        app.state["http"] = new_http_client()
+        app.state["http"] = new_http_client(settings)
         if settings.reconcile_interval_s > 0:
             app.state["reconciler"] = asyncio.create_task(run_forever(settings, app.state["http"]))
 
@@ -89,6 +90,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         CatalogController, CartController, CheckoutController, OrderController, payment_return, webhook,
         healthz, static,
     ]
+    if settings.sandbox:
+        handlers.append(create_sandbox_router(settings))
     return Litestar(
         route_handlers=handlers,
         middleware=[sessions.middleware, DefineMiddleware(LanguageMiddleware, secure_cookie=settings.production)],

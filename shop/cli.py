@@ -53,8 +53,9 @@ def reconcile(settings: Settings) -> int:
     bind_tables(make_engine(settings.database_url), TABLES)
 
     async def run() -> int:
-        async with new_http_client() as client:
-            report = await reconcile_once(settings, client)
+        async with new_http_client(settings) as client:
+            # By hand: every open attempt now, not only those whose next check is due.
+            report = await reconcile_once(settings, client, due_only=False)
             emails = await deliver_pending(settings.smtp_url, settings.email_from)
         print(f"checked {report.checked}, settled {report.settled}, expired {report.expired}, "
               f"unreachable {report.unreachable}, emails {emails}")

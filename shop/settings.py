@@ -96,6 +96,8 @@ class Settings:
     page_size: int = 24
     # Seconds between reconciliation passes in each app process (0: no background loop).
     reconcile_interval_s: int = 15
+    # Read timeout for provider API calls; a timeout leaves the payment pending, never failed.
+    provider_timeout_s: int = 15
     smtp_url: str = ""
     email_from: str = "Dira Market <orders@localhost>"
     max_body_bytes: int = 64 * 1024
@@ -136,7 +138,7 @@ class Settings:
         known = {
             "SHOP_ENV", "SHOP_DATABASE_URL", "SHOP_SECRET_KEY", "SHOP_PUBLIC_URL", "SHOP_PROVIDER",
             "SHOP_SANDBOX", "SHOP_HOST", "SHOP_PORT", "SHOP_WORKERS", "SHOP_DB_POOL_SIZE",
-            "SHOP_PAGE_SIZE", "SHOP_MAX_BODY_BYTES", "SHOP_RECONCILE_INTERVAL_S", "SHOP_SMTP_URL",
+            "SHOP_PAGE_SIZE", "SHOP_MAX_BODY_BYTES", "SHOP_RECONCILE_INTERVAL_S", "SHOP_SMTP_URL", "SHOP_PROVIDER_TIMEOUT_S",
             "SHOP_EMAIL_FROM",
         }
         settings = cls(
@@ -153,6 +155,7 @@ class Settings:
             page_size=_int(env, "SHOP_PAGE_SIZE", 24),
             max_body_bytes=_int(env, "SHOP_MAX_BODY_BYTES", 64 * 1024),
             reconcile_interval_s=_int(env, "SHOP_RECONCILE_INTERVAL_S", 15),
+            provider_timeout_s=_int(env, "SHOP_PROVIDER_TIMEOUT_S", 15),
             smtp_url=env.get("SHOP_SMTP_URL", "").strip(),
             email_from=env.get("SHOP_EMAIL_FROM", "").strip() or "Dira Market <orders@localhost>",
             provider_settings={k: v for k, v in env.items() if k.startswith("SHOP_") and k not in known},

@@ -40,12 +40,12 @@ def shop_env(database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_shop(database_url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_shop(database_url: str, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
     """Run the real `shop` command (python -m shop) against a database."""
     return subprocess.run(
         [sys.executable, "-m", "shop", *args],
         cwd=ROOT,
-        env=shop_env(database_url),
+        env=shop_env(database_url, **env),
         capture_output=True,
         text=True,
         timeout=120,

@@ -51,14 +51,14 @@ class PassReport:
     errors: list[str] = field(default_factory=list)
 
 
-async def reconcile_once(settings: Settings, client: httpx.AsyncClient, now_shift: timedelta = timedelta()) -> PassReport:
-    """One pass over open attempts whose check is due. Safe to run concurrently (idempotent)."""
-    now = utcnow() + now_shift
+async def reconcile_once(settings: Settings, client: httpx.AsyncClient, due_only: bool = True) -> PassReport:
+    """One pass over open attempts (those whose check is due, or all). Safe to run concurrently."""
+    now = utcnow()
     report = PassReport()
-    due = await PaymentAttempt.select().where(
-        PaymentAttempt.status.is_in([s.value for s in OPEN_PAYMENT])
-        & ((PaymentAttempt.next_check_at <= now) | PaymentAttempt.next_check_at.is_null())
-    ).order_by(PaymentAttempt.next_check_at).limit(BATCH)
+    condition = PaymentAttempt.status.is_in([s.value for s in OPEN_PAYMENT])
+    if due_only:
+        condition &= (PaymentAttempt.next_check_at <= now) | PaymentAttempt.next_check_at.is_null()
+    due = await PaymentAttempt.select().where(condition).order_by(PaymentAttempt.next_check_at).limit(BATCH)
     for attempt in due:
         report.checked += 1
         try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import httpx
 
-from shop.payments.providers.base import PROVIDER_TIMEOUT, Provider
+from shop.payments.providers.base import Provider
 from shop.payments.providers.checkout import CheckoutProvider
 from shop.settings import Settings
 
@@ -21,10 +21,10 @@ def provider_for(slug: str, settings: Settings, client: httpx.AsyncClient) -> Pr
         raise UnknownProvider(slug) from None
 
 
-def new_http_client() -> httpx.AsyncClient:
+def new_http_client(settings: Settings) -> httpx.AsyncClient:
     """The outbound client: explicit timeouts, no redirects followed, a bounded pool."""
     return httpx.AsyncClient(
-        timeout=PROVIDER_TIMEOUT,
+        timeout=httpx.Timeout(connect=5.0, read=float(settings.provider_timeout_s), write=10.0, pool=5.0),
         follow_redirects=False,
         limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
         headers={"User-Agent": "dira-market-shop/0.1"},

@@ -59,16 +59,14 @@ def test_search_fill_cart_with_htmx_change_quantity_and_switch_to_arabic(page: P
     expect(page.locator("html")).to_have_attribute("dir", "rtl")
 
 
-def test_checkout_form_errors_then_summary(page: Page, shop_url: str) -> None:
-    product = in_stock("oud")[0]
-    page.goto(f"{shop_url}/products/{product['slug']}?lang=en")
+def fill_checkout(page: Page, shop_url: str, slug: str) -> None:
+    page.goto(f"{shop_url}/products/{slug}?lang=en")
     page.get_by_role("button", name="Add to cart").click()
-    expect(page.locator("#cart-badge")).to_have_text("1")
+    expect(page.locator("#cart-badge")).not_to_have_text("0")
     page.locator("#mini-cart").get_by_role("link", name="Checkout").click()
     expect(page).to_have_url(shop_url + "/checkout")
-
     page.get_by_label("Full name").fill(VALID["name"])
-    page.get_by_label("Email").fill("not-an-email")
+    page.get_by_label("Email").fill(VALID["email"])
     page.get_by_label("Mobile number").fill("5512 3456")
     page.get_by_label("Governorate").select_option("hawalli")
     # htmx narrows the areas to the chosen governorate.
@@ -78,12 +76,59 @@ def test_checkout_form_errors_then_summary(page: Page, shop_url: str) -> None:
     page.get_by_label("Block").fill("10")
     page.get_by_label("Street").fill("Salem Al-Mubarak")
     page.get_by_label("Building / house").fill("12")
-    page.get_by_role("button", name="Review order").click()
+
+
+def pay_on_knet_page(page: Page, card: str = "8888880000000001", pin: str = "1234", cancel: bool = False) -> None:
+    expect(page).to_have_url(re.compile(r"/sandbox/checkout/knet-external/redirect/"))
+    if cancel:
+        page.locator("button.knet-cancel").click()
+        return
+    page.locator("#bank").select_option("KNET1")
+    page.locator("#card_number").fill(card)
+    page.locator("#expiry_month").select_option("09")
+    page.locator("#expiry_year").select_option(index=3)
+    page.locator("#pin").fill(pin)
+    page.locator("button.knet-submit").click()
+
+
+def order_state(page: Page) -> tuple[str | None, str | None]:
+    section = page.locator("[data-order-status]")
+    return section.get_attribute("data-order-status"), section.get_attribute("data-payment-status")
+
+
+def test_checkout_errors_then_a_successful_knet_payment(page: Page, shop_url: str) -> None:
+    product = in_stock("oud")[0]
+    fill_checkout(page, shop_url, product["slug"])
+    page.get_by_label("Email").fill("not-an-email")
+    page.get_by_role("button", name="Pay with KNET").click()
     expect(page.locator("#email-error")).to_be_visible()
     expect(page.get_by_label("Full name")).to_have_value(VALID["name"])
-
     page.get_by_label("Email").fill(VALID["email"])
-    page.get_by_role("button", name="Review order").click()
-    expect(page.locator("[data-checkout-valid=true]")).to_be_visible()
-    expect(page.locator(".checkout-summary .cart-total")).to_have_text(kwd(product["price_fils"]))
-    expect(page.locator("body")).to_contain_text("+96555123456")
+    page.get_by_role("button", name="Pay with KNET").click()
+    pay_on_knet_page(page)
+    expect(page).to_have_url(re.compile(r"/orders/"))
+    expect(page.locator("[data-order-status]")).to_have_attribute("data-order-status", "paid")
+    assert order_state(page) == ("paid", "captured")
+    expect(page.locator(".receipt-amount")).to_have_text(kwd(product["price_fils"]))
+    expect(page.locator(".receipt-payment-id")).to_have_text(re.compile(r"^\d{18}$"))
+    expect(page.locator("#cart-badge")).to_have_text("0")
+
+
+def test_a_declined_card_then_a_successful_retry(page: Page, shop_url: str) -> None:
+    fill_checkout(page, shop_url, in_stock("coffee")[2]["slug"])
+    page.get_by_role("button", name="Pay with KNET").click()
+    pay_on_knet_page(page, card="8888880000000002")
+    expect(page.locator("[data-order-status]")).to_have_attribute("data-order-status", "payment_failed")
+    assert order_state(page) == ("payment_failed", "declined")
+    page.get_by_role("button", name="Retry payment").click()
+    pay_on_knet_page(page)
+    expect(page.locator("[data-order-status]")).to_have_attribute("data-order-status", "paid")
+
+
+def test_cancel_on_the_knet_page(page: Page, shop_url: str) -> None:
+    fill_checkout(page, shop_url, in_stock("coffee")[3]["slug"])
+    page.get_by_role("button", name="Pay with KNET").click()
+    pay_on_knet_page(page, cancel=True)
+    expect(page.locator("[data-order-status]")).to_have_attribute("data-order-status", "payment_failed")
+    assert order_state(page) == ("payment_failed", "cancelled")
+    expect(page.get_by_role("button", name="Retry payment")).to_be_visible()

@@ -179,3 +179,22 @@ def sandbox(shop_url: str, receiver: WebhookReceiver) -> Iterator[Sandbox]:
         yield client
     finally:
         client.client.close()
+
+
+@pytest.fixture(scope="module")
+def two_process_shop_url(database_url: str) -> Iterator[str]:
+    """The same shop served by two worker processes: sandbox state must live in the database."""
+    with live_server(database_url, SHOP_WORKERS="2") as base_url:
+        yield base_url
+
+
+@pytest.fixture()
+def sandbox_two_processes(two_process_shop_url: str, receiver: WebhookReceiver) -> Iterator[Sandbox]:
+    client = Sandbox(two_process_shop_url, receiver)
+    assert client.client.delete(f"{client.api}/_control").status_code == 200
+    receiver.clear()
+    client.control(webhook_url=receiver.url, webhook_backoff_ms=50, refund_delay_ms=100)
+    try:
+        yield client
+    finally:
+        client.client.close()

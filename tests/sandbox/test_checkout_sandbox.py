@@ -1,14 +1,15 @@
 """The Checkout.com sandbox over real HTTP: API, hosted KNET page, refunds, webhooks, faults, SDK."""
 from __future__ import annotations
 
-import hmac
 import hashlib
+import hmac
 import json
 import os
 import re
 import sqlite3
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -59,7 +60,8 @@ def test_authorization_forms(sandbox: Sandbox) -> None:
     assert httpx.post(url, json=body, headers={"Authorization": f"Bearer {SECRET_KEY}"}).status_code == 202
     # Previous-platform form: the key without "Bearer".
     assert httpx.post(url, json=body, headers={"Authorization": SECRET_KEY}).status_code == 202
-    for headers in ({}, {"Authorization": "Bearer sk_sbox_wrongwrongwrongwrongwrongwr"}, {"Authorization": "Basic c2tfc2JveA=="}):
+    wrong = ({}, {"Authorization": "Bearer sk_sbox_wrongwrongwrongwrongwrongwr"}, {"Authorization": "Basic c2tfc2JveA=="})
+    for headers in wrong:
         refused = httpx.post(url, json=body, headers=headers)
         assert refused.status_code == 401 and refused.content == b""
     assert httpx.get(f"{sandbox.api}/payments/pay_x").status_code == 401
@@ -474,7 +476,9 @@ def test_payment_setup_flow(sandbox: Sandbox, receiver: WebhookReceiver) -> None
     assert created.status_code == 200, created.text
     setup = created.json()
     assert re.match(r"^set_[a-z2-7]{26}$", setup["id"]) and setup["payment_type"] == "Regular"
-    assert setup["payment_methods"]["knet"] == {"status": "action_required", "flags": ["failure_url_required"], "language": "en"}
+    assert setup["payment_methods"]["knet"] == {
+        "status": "action_required", "flags": ["failure_url_required"], "language": "en",
+    }
     assert setup["available_payment_methods"] == ["knet"]
     confirm_url = f"{sandbox.api}/payments/setups/{setup['id']}/confirm/knet"
     assert sandbox.client.post(confirm_url).status_code == 422
@@ -560,3 +564,37 @@ def test_official_checkout_sdk_works_against_the_sandbox(sandbox: Sandbox) -> No
     assert setup.payment_methods.knet.status == "ready"
     confirmed = api.setups.confirm_payment_setup(setup.id, "knet")
     assert confirmed.status == "Pending" and confirmed.id.startswith("pay_")
+
+
+# -- concurrency across processes ---------------------------------------------------------------
+
+def test_concurrent_submissions_decide_a_payment_once(sandbox_two_processes: Sandbox,
+                                                      receiver: WebhookReceiver) -> None:
+    sandbox = sandbox_two_processes
+    created = sandbox.create()
+    redirect = created["_links"]["redirect"]["href"]
+    assert httpx.get(redirect).status_code == 200
+    forms = [
+        {"bank": "KNET1", "card_number": APPROVED_CARD, "expiry_month": "09", "expiry_year": "2025", "pin": PIN},
+        {"action": "cancel"},
+    ] * 4
+    with ThreadPoolExecutor(max_workers=len(forms)) as pool:
+        responses = list(pool.map(lambda form: httpx.post(redirect, data=form, timeout=15), forms))
+    assert sorted(r.status_code for r in responses) == [303] + [410] * (len(forms) - 1)
+    status = sandbox.details(created["id"])["status"]
+    assert status in ("Captured", "Canceled")
+    expected = 3 if status == "Captured" else 2
+    receiver.wait_for(created["id"], expected)
+    time.sleep(0.3)
+    assert len(receiver.for_payment(created["id"])) == expected
+
+
+def test_concurrent_refunds_never_exceed_the_balance(sandbox_two_processes: Sandbox) -> None:
+    sandbox = sandbox_two_processes
+    payment_id = _captured(sandbox, amount=12500)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(pool.map(lambda _: _refund(sandbox, payment_id, amount=5000), range(6)))
+    assert sorted(r.status_code for r in responses) == [202, 202, 422, 422, 422, 422]
+    sandbox.wait_until(lambda: len([a for a in sandbox.client.get(
+        f"{sandbox.api}/payments/{payment_id}/actions").json() if a["type"] == "Refund"]) == 2)
+    assert sandbox.details(payment_id)["status"] == "Partially Refunded"

@@ -10,10 +10,6 @@ import httpx
 from shop.payments.states import PaymentStatus
 from shop.settings import Settings
 
-# Explicit timeouts on every provider call; a timeout means "outcome unknown", never "failed".
-PROVIDER_TIMEOUT = httpx.Timeout(connect=5.0, read=15.0, write=10.0, pool=5.0)
-
-
 class ProviderError(Exception):
     """Base of what an adapter raises."""
 
