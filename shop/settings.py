@@ -19,10 +19,24 @@ SANDBOX_CREDENTIALS: dict[str, str] = {
     "CHECKOUT_SECRET_KEY": "sk_sbox_diramarketknetsandboxkey2qa",  # matches the SDK key pattern
     "CHECKOUT_WEBHOOK_SECRET": "whsec_dira_market_sandbox_signing_key",
     "CHECKOUT_PROCESSING_CHANNEL_ID": "pc_dira_market_sandbox",
+    "APS_ACCESS_CODE": "DiraSbxAccessCode001",
+    "APS_MERCHANT_IDENTIFIER": "DiraSbx1",
+    "APS_SHA_REQUEST_PHRASE": "dira-sandbox-request-phrase",
+    "APS_SHA_RESPONSE_PHRASE": "dira-sandbox-response-phrase",
+    "TAP_SECRET_KEY": "sk_test_DiraMarketSandboxTapKey0001",
+    "UPAYMENTS_API_KEY": "dira-sandbox-upayments-api-key",
+    "KNET_TRANPORTAL_ID": "dira100",
+    "KNET_TRANPORTAL_PASSWORD": "dira100pass",
+    "KNET_RESOURCE_KEY": "DIRASANDBOXKEY16",
 }
 # Path of each provider's sandbox under the shop, for provider URL settings left unset.
 SANDBOX_URLS: dict[str, str] = {
     "CHECKOUT_API_URL": "/sandbox/checkout",
+    "APS_PAGE_URL": "/sandbox/aps",
+    "APS_API_URL": "/sandbox/aps",
+    "TAP_API_URL": "/sandbox/tap",
+    "UPAYMENTS_API_URL": "/sandbox/upayments",
+    "KNET_GATEWAY_URL": "/sandbox/knet",
 }
 
 

@@ -1,12 +1,17 @@
 """Built-in provider sandboxes: fake provider servers mounted under /sandbox (development only)."""
 from __future__ import annotations
 
+from importlib import import_module
+
 from litestar import Router
 
-from shop.sandbox.checkout import create_checkout_router
 from shop.settings import Settings
+
+# One module per provider, each with `create_router(settings)` mounted at /sandbox/<name>.
+SANDBOXES = ("checkout",)
 
 
 def create_sandbox_router(settings: Settings) -> Router:
     """Every provider's sandbox under `/sandbox/<provider>`."""
-    return Router(path="/sandbox", route_handlers=[create_checkout_router(settings)], include_in_schema=False)
+    routers = [import_module(f"shop.sandbox.{name}").create_router(settings) for name in SANDBOXES]
+    return Router(path="/sandbox", route_handlers=routers, include_in_schema=False)

@@ -907,7 +907,7 @@ async def replay_webhooks(settings: SettingsParam, payment_id: FromPath[str]) ->
     return engine.json_response({"payment_id": resolved, "events": [w.event_id for w in webhooks]}, 202)
 
 
-def create_checkout_router(settings: Settings) -> Router:
+def create_router(settings: Settings) -> Router:
     """The Checkout.com sandbox, mounted at /sandbox/checkout."""
     return Router(
         path=MOUNT_PATH,
