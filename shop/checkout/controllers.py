@@ -127,8 +127,14 @@ async def webhook(request: Request, provider_slug: FromPath[str]) -> Response:
     except UnknownProvider:
         return Response({"error": "unknown provider"}, status_code=404)
     body = await request.body()
+    public_url = app_settings(request).public_url
     try:
-        results = await flows.handle_webhook(provider, request.headers, body)
+        outcome = await flows.handle_webhook(provider, request.headers, body)
     except BadSignature:
-        return Response({"error": "invalid signature"}, status_code=401)
-    return Response({"received": len(results), "duplicates": sum(r.duplicate for r in results)}, status_code=200)
+        reply = provider.rejected_webhook_reply(public_url)
+        return Response(reply.body, status_code=reply.status_code, media_type=reply.media_type)
+    reply = provider.webhook_reply(outcome.observations, public_url)
+    content = reply.body
+    if isinstance(content, dict):
+        content = {**content, "duplicates": outcome.duplicates}
+    return Response(content, status_code=reply.status_code, media_type=reply.media_type)

@@ -12,7 +12,7 @@ from shop.orders import stock
 from shop.orders.services import OrderError, place_order
 from shop.orders.tables import Order, OrderLine
 from shop.db import write_transaction
-from shop.payments.providers.base import BadSignature, Provider, ProviderError
+from shop.payments.providers.base import BadSignature, Observation, Provider, ProviderError
 from shop.payments.service import (
     Applied,
     StartOutcome,
@@ -127,7 +127,17 @@ async def handle_return(provider: Provider, params: Mapping[str, str]) -> dict[s
     return await Order.select().where(Order.id == attempt["order"]).first()
 
 
-async def handle_webhook(provider: Provider, headers: Mapping[str, str], body: bytes) -> list[Applied]:
+@dataclass(frozen=True, slots=True)
+class WebhookOutcome:
+    observations: list[Observation]
+    results: list[Applied]
+
+    @property
+    def duplicates(self) -> int:
+        return sum(r.duplicate for r in self.results)
+
+
+async def handle_webhook(provider: Provider, headers: Mapping[str, str], body: bytes) -> WebhookOutcome:
     """Verify over the raw body, then store and apply each event once. Raises BadSignature."""
     observations = provider.verify_webhook(headers, body)
     results = []
@@ -139,8 +149,20 @@ async def handle_webhook(provider: Provider, headers: Mapping[str, str], body: b
                                provider_event_id=None, signature_ok=True, note="no matching payment attempt")
             results.append(Applied(None))
             continue
+        if not observation.trusted:
+            # An unsigned notification is only a hint: record it, then ask the provider.
+            await record_event(attempt["id"], provider.slug, "webhook", observation.payload,
+                               event_type=observation.event_type, signature_ok=None, note="unsigned: confirming")
+            try:
+                observation = await provider.inquire(attempt["provider_payment_id"], attempt["merchant_reference"])
+            except ProviderError as exc:
+                await record_event(attempt["id"], provider.slug, "inquiry", {"error": str(exc)}, note="no answer")
+                results.append(Applied(attempt["id"]))
+                continue
+            results.append(await apply_observation(attempt["id"], observation, "inquiry"))
+            continue
         results.append(await apply_observation(attempt["id"], observation, "webhook", signature_ok=True))
-    return results
+    return WebhookOutcome(observations, results)
 
 
 __all__ = ["BadSignature", "CheckoutResult", "OrderError", "PaymentStatus", "checkout", "handle_return",

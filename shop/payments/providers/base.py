@@ -92,6 +92,8 @@ class Observation:
     refund_status: str | None = None  # "pending" | "succeeded" | "failed"
     refund_amount_fils: int | None = None
     payload: Mapping[str, Any] = field(default_factory=dict)
+    # False for unsigned notifications (UPayments): only a hint, confirmed by inquiry first.
+    trusted: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,15 @@ class ReturnHint:
     # Set when the return itself is signed and verified (APS, KNET), so it may carry a status.
     verified: Observation | None = None
     payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookReply:
+    """What the provider expects back from our webhook endpoint."""
+
+    status_code: int = 200
+    media_type: str = "application/json"
+    body: Any = field(default_factory=lambda: {"received": True})
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +162,26 @@ class Provider(ABC):
     async def refund(self, request: RefundRequest) -> RefundResult:
         """Ask for a refund (idempotent by key). Raises ProviderUnavailable or ProviderRejected."""
 
+    def webhook_reply(self, observations: list[Observation], public_url: str) -> WebhookReply:
+        """The answer to an accepted notification (KNET's tranportal wants `REDIRECT=<url>`)."""
+        return WebhookReply(body={"received": len(observations)})
+
+    def rejected_webhook_reply(self, public_url: str) -> WebhookReply:
+        """The answer to a notification whose signature failed: nothing was changed."""
+        return WebhookReply(status_code=401, body={"error": "invalid signature"})
+
     def missing_credentials(self) -> list[str]:
         """Names of settings this provider needs that are empty."""
         return []
+
+    def sandbox_credentials_in_use(self) -> list[str]:
+        """Names of settings still holding the built-in sandbox's values (refused in production)."""
+        from shop.settings import SANDBOX_CREDENTIALS
+
+        prefix = self.settings_prefix()
+        return [f"SHOP_{name}" for name, value in SANDBOX_CREDENTIALS.items()
+                if name.startswith(prefix) and self.settings.provider_value(name) == value]
+
+    def settings_prefix(self) -> str:
+        """The `SHOP_<PREFIX>_...` family of this provider's settings."""
+        return self.slug.split("_")[0].upper() + "_"
