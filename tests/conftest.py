@@ -72,3 +72,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if reporter:
             reporter.write_line(f"CI: {skipped} test(s) skipped; every suite must run under CI=true", red=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's sync API keeps an event loop running in the main thread
+    until the session ends, which the asyncio tests cannot share."""
+    items.sort(key=lambda item: "tests/browser/" in item.nodeid)

@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from shop.cart.tables import Cart, CartLine
-from shop.catalog.tables import Product
 from shop.checkout.forms import CheckoutDetails
 from shop.db import is_unique_violation, write_transaction
 from shop.i18n import gettext as _

@@ -41,7 +41,7 @@ def test_search_fill_cart_with_htmx_change_quantity_and_switch_to_arabic(page: P
     page.locator("#mini-cart").get_by_role("link", name="View cart").click()
     expect(page).to_have_url(shop_url + "/cart")
     page.evaluate("window.__noReload = true")
-    quantity = page.locator(f'.cart-line[data-product-id] input[name=quantity]').first
+    quantity = page.locator('.cart-line[data-product-id] input[name=quantity]').first
     quantity.fill("4")
     quantity.dispatch_event("change")
     total = 4 * first["price_fils"] + 2 * second["price_fils"]

@@ -7,7 +7,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from tests.support import CSRF_FIELD, live_server, run_shop
+from tests.support import CSRF_FIELD, live_server
 from tests.unit.test_forms import VALID
 
 APPROVED_CARD, DECLINED_CARD, PIN = "8888880000000001", "8888880000000002", "1234"
