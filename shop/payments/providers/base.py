@@ -39,6 +39,16 @@ class Capabilities:
 
 
 @dataclass(frozen=True, slots=True)
+class VendorSplit:
+    """One vendor's share of a multi-vendor payment (UPayments `extraMerchantData`)."""
+
+    vendor_reference: str
+    iban: str
+    amount_fils: int
+    commission_fils: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class PaymentRequest:
     merchant_reference: str  # unique per attempt
     order_reference: str
@@ -52,6 +62,8 @@ class PaymentRequest:
     customer_email: str
     customer_phone: str
     description: str
+    # Per-vendor shares for marketplace payouts; empty for a single-merchant order.
+    splits: tuple[VendorSplit, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
