@@ -11,6 +11,7 @@ from shop.settings import Settings
 # slug -> "module:Class". The slugs are the contract names in design.md.
 ADAPTERS: dict[str, str] = {
     "checkout": "shop.payments.providers.checkout:CheckoutProvider",
+    "checkout_setup": "shop.payments.providers.checkout_setup:CheckoutSetupProvider",
 }
 
 
