@@ -161,6 +161,8 @@ SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n' | tr '+/' '-_')   # 64 ch
 pm run -d --name "$PROD_CTR" --network host \
     -e SHOP_ENV=production -e SHOP_SECRET_KEY="$SECRET" -e SHOP_SANDBOX=0 \
     -e SHOP_PUBLIC_URL=https://shop.example.com -e SHOP_PORT="$PROD_PORT" \
+    -e SHOP_CHECKOUT_API_URL=https://api.sandbox.checkout.com -e SHOP_CHECKOUT_SECRET_KEY=sk_sbox_examplekeyexamplekeyexampleke \
+    -e SHOP_CHECKOUT_WEBHOOK_SECRET=example-webhook-signing-key \
     "$IMAGE" >/dev/null
 code=$(wait_http "http://127.0.0.1:$PROD_PORT/healthz" "$PROD_CTR")
 body=$(curl -s "http://127.0.0.1:$PROD_PORT/healthz")

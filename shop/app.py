@@ -20,6 +20,7 @@ from shop.catalog.controllers import CatalogController
 from shop.checkout.controllers import CheckoutController, payment_return, webhook
 from shop.db import bind_tables, make_engine, prepare_sqlite
 from shop.orders.controllers import OrderController
+from shop.payments.choice import check_default_provider
 from shop.payments.reconcile import run_forever
 from shop.payments.registry import new_http_client
 from shop.paths import STATIC_DIR
@@ -42,6 +43,7 @@ def _derived_key(secret: str, purpose: str, size: int = 32) -> bytes:
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
+    check_default_provider(settings)
     engine = make_engine(settings.database_url)
     bind_tables(engine, TABLES)
 

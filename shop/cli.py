@@ -102,6 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = _settings()
+    if args.command in ("serve", "demo"):
+        from shop.payments.choice import check_default_provider
+
+        try:
+            check_default_provider(settings)
+        except SettingsError as exc:
+            print(f"shop: {exc}", file=sys.stderr)
+            return 2
     if args.command == "serve":
         return serve(settings, args.host, args.port, args.workers)
     if args.command == "migrate":

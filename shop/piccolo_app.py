@@ -6,12 +6,12 @@ from shop.catalog.tables import Category, Product
 from shop.notifications.tables import OutboxEmail
 from shop.orders.tables import Order, OrderLine
 from shop.paths import MIGRATIONS_DIR
-from shop.payments.tables import Lease, PaymentAttempt, PaymentEvent, Refund
+from shop.payments.tables import Lease, PaymentAttempt, PaymentEvent, Refund, ShopSetting
 from shop.sandbox.tables import SandboxRecord
 
 TABLES = [
     Category, Product, Cart, CartLine, Order, OrderLine, PaymentAttempt, PaymentEvent, Refund,
-    Lease, OutboxEmail, SandboxRecord,
+    Lease, OutboxEmail, SandboxRecord, ShopSetting,
 ]
 
 APP_CONFIG = AppConfig(

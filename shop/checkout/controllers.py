@@ -69,7 +69,7 @@ class CheckoutController(Controller):
             return Template("checkout/checkout.html", context=context, status_code=422)
         settings = app_settings(request)
         try:
-            result = await flows.checkout(token, details, current_language.get(), active_provider(request),
+            result = await flows.checkout(token, details, current_language.get(), await active_provider(request),
                                           settings.public_url)
         except OrderError as exc:
             context = await page_context(request, cart=cart, order_error=str(exc), **_form_context(values, {}))

@@ -52,7 +52,7 @@ class OrderController(Controller):
         if order is None:
             raise NotFoundException()
         try:
-            result = await flows.retry(order, active_provider(request), app_settings(request).public_url)
+            result = await flows.retry(order, await active_provider(request), app_settings(request).public_url)
         except OrderError as exc:
             flash(request, str(exc), "error")
             return see_other(f"/orders/{public_token}")

@@ -76,3 +76,12 @@ class Lease(Table):
     name = Varchar(length=40, unique=True)
     holder = Varchar(length=80, default="")
     expires_at = Timestamptz(default=TimestamptzNow())
+
+
+class ShopSetting(Table):
+    """Settings staff change at run time (the active payment provider). Environment = defaults."""
+
+    key = Varchar(length=60, unique=True)
+    value = Text(default="")
+    updated_by = Varchar(length=254, default="")
+    updated_at = Timestamptz(default=TimestamptzNow())

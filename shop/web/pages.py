@@ -7,6 +7,7 @@ from litestar import Request
 from litestar.response import Redirect
 
 from shop.cart.services import item_count
+from shop.payments.choice import active_provider_slug
 from shop.payments.providers.base import Provider
 from shop.payments.registry import provider_for
 from shop.settings import Settings
@@ -25,9 +26,9 @@ def provider_named(request: Request, slug: str) -> Provider:
     return provider_for(slug, app_settings(request), request.app.state["http"])
 
 
-def active_provider(request: Request) -> Provider:
-    """The provider new payments start with (attempts keep theirs)."""
-    return provider_named(request, app_settings(request).provider)
+async def active_provider(request: Request) -> Provider:
+    """The provider new payments start with, as the merchant chose (attempts keep theirs)."""
+    return provider_named(request, await active_provider_slug(app_settings(request)))
 
 
 def is_htmx(request: Request) -> bool:
