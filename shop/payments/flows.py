@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Mapping
 
+from shop.cart.services import load_cart
 from shop.checkout.forms import CheckoutDetails
-from shop.i18n import gettext as _
+from shop.i18n import current_language, gettext as _
+from shop.money import format_kwd
 from shop.orders import stock
 from shop.orders.services import OrderError, place_order
 from shop.orders.tables import Order, OrderLine
@@ -50,9 +52,18 @@ def _resume(order: dict[str, Any], outcome: StartOutcome | None, attempt: dict[s
     return CheckoutResult(order)
 
 
+def check_payable(total_fils: int, provider: Provider) -> None:
+    """Refuse, never round: the amount charged must always equal the order total."""
+    step = provider.capabilities.amount_step_fils
+    if total_fils % step:
+        raise OrderError(_("This total cannot be paid with the current payment method: it must be a multiple "
+                           "of %(step)s.", step=format_kwd(step, current_language.get())))
+
+
 async def checkout(cart_token: str, details: CheckoutDetails, language: str, provider: Provider,
                    public_url: str) -> CheckoutResult:
     """Place the cart's order (once) and start its payment (once). Raises OrderError."""
+    check_payable((await load_cart(cart_token)).total_fils, provider)
     placed = await place_order(cart_token, details, language, provider.slug)
     order = placed.order
     attempt = await latest_attempt(order["id"])
@@ -75,6 +86,7 @@ async def retry(order: dict[str, Any], provider: Provider, public_url: str) -> C
     )
     if not retryable:
         raise OrderError(_("This order cannot be paid again."))
+    check_payable(order["total_fils"], provider)
     if order["status"] == OrderStatus.PAYMENT_FAILED:
         await _reopen(order)
         order = await Order.select().where(Order.id == order["id"]).first()

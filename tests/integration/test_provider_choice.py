@@ -26,3 +26,16 @@ async def test_unknown_or_unconfigured_providers_cannot_be_chosen() -> None:
     production = Settings(env="production", secret_key="k" * 48, sandbox=False, public_url="https://x.example")
     with pytest.raises(ProviderNotReady, match="not set"):
         await choose_provider("checkout_setup", production, "owner@example.com")
+
+
+async def test_a_total_the_provider_cannot_take_is_refused_not_rounded() -> None:
+    import httpx
+
+    from shop.orders.services import OrderError
+    from shop.payments.flows import check_payable
+    from shop.payments.registry import provider_for
+
+    checkout = provider_for("checkout", SETTINGS, httpx.AsyncClient())
+    check_payable(12340, checkout)
+    with pytest.raises(OrderError, match="multiple of KWD 0.010"):
+        check_payable(12345, checkout)

@@ -65,6 +65,9 @@ class CheckoutProvider(Provider):
         redirect="get", return_verification="GET /payments/{cko-session-id}",
         webhook_verification="Cko-Signature: HMAC-SHA256 of the raw body", inquiry=True,
         refunds=True, partial_refunds=True, expiry_seconds=7 * 60,
+        # Checkout.com's amount rules want the last minor-unit digit of 3-decimal currencies to
+        # be 0. Whether that binds KWD over KNET is unconfirmed, so we refuse rather than round.
+        amount_step_fils=10,
     )
 
     @property
