@@ -17,7 +17,8 @@ from shop.notifications.outbox import deliver_pending
 from shop.payments.providers.base import Observation, ProviderError
 from shop.payments.registry import UnknownProvider, provider_for
 from shop.payments.service import apply_observation, next_check, record_event, utcnow
-from shop.payments.states import OPEN_PAYMENT, PaymentStatus
+from shop.orders.tables import Order
+from shop.payments.states import OPEN_PAYMENT, OrderStatus, PaymentStatus, check_order_move
 from shop.payments.tables import Lease, PaymentAttempt
 from shop.settings import Settings
 
@@ -26,6 +27,8 @@ LEASE_NAME = "reconciler"
 # Past the provider's window we wait this long for late news before expiring locally.
 EXPIRY_GRACE = timedelta(minutes=2)
 BATCH = 50
+# A failed order may be retried this long; after that it expires (its stock went back already).
+ABANDONED_AFTER = timedelta(hours=24)
 
 
 def holder_id() -> str:
@@ -96,6 +99,16 @@ async def reconcile_once(settings: Settings, client: httpx.AsyncClient, due_only
     return report
 
 
+async def expire_abandoned_orders(after: timedelta = ABANDONED_AFTER) -> int:
+    """Close failed orders nobody retried. Stock was released when the payment failed."""
+    check_order_move(OrderStatus.PAYMENT_FAILED, OrderStatus.EXPIRED)
+    cutoff = utcnow() - after
+    rows = await Order.update({Order.status: OrderStatus.EXPIRED.value, Order.updated_at: utcnow()}).where(
+        (Order.status == OrderStatus.PAYMENT_FAILED.value) & (Order.updated_at <= cutoff)
+    ).returning(Order.id)
+    return len(rows)
+
+
 async def run_forever(settings: Settings, client: httpx.AsyncClient) -> None:
     """The background loop of one app process; only the lease holder does the work."""
     interval = settings.reconcile_interval_s
@@ -104,6 +117,7 @@ async def run_forever(settings: Settings, client: httpx.AsyncClient) -> None:
         try:
             if await acquire_lease(me, ttl_s=interval * 3):
                 report = await reconcile_once(settings, client)
+                await expire_abandoned_orders()
                 if report.checked:
                     log.info("reconciled %s attempts: %s settled, %s expired, %s unreachable",
                              report.checked, report.settled, report.expired, report.unreachable)

@@ -120,11 +120,10 @@ def order_status_for_payment(current: OrderStatus, payment: PaymentStatus) -> Or
         if payment == P.PARTIALLY_REFUNDED and current in (O.PAID, O.FULFILLED):
             return O.PARTIALLY_REFUNDED
         return current
-    if current == O.PENDING_PAYMENT:
-        if payment == P.EXPIRED:
-            return O.EXPIRED
-        if payment in FAILED_PAYMENT:
-            return O.PAYMENT_FAILED
+    # Any failed attempt, a timed-out KNET page included, leaves the order open to a retry;
+    # the order itself expires only when the customer never comes back (see reconciliation).
+    if current == O.PENDING_PAYMENT and payment in FAILED_PAYMENT:
+        return O.PAYMENT_FAILED
     return current
 
 

@@ -1,11 +1,13 @@
 """apply_observation: the one path every provider signal takes. Money, stock and state must end right."""
 import asyncio
+from datetime import timedelta
 
 import pytest
 
 from shop.notifications.tables import OutboxEmail
 from shop.orders.tables import Order
 from shop.payments.providers.base import KnetReceipt, Observation
+from shop.payments.reconcile import expire_abandoned_orders
 from shop.payments.service import apply_observation
 from shop.payments.states import PaymentStatus as P
 from shop.payments.tables import PaymentAttempt, PaymentEvent, Refund
@@ -102,6 +104,7 @@ async def test_capture_after_expiry_marks_paid_and_sells_if_stock_remains() -> N
     order = await make_order([(product, 2)])
     attempt = await make_attempt(order)
     await apply_observation(attempt["id"], seen(P.EXPIRED), "note")
+    await expire_abandoned_orders(timedelta(0))  # the customer never came back: the order expires
     assert await state(order["id"], attempt["id"]) == ("expired", "released", "expired")
     assert (await product_row(product["id"]))["reserved"] == 0
     await apply_observation(attempt["id"], seen(P.CAPTURED, None, order["total_fils"]), "inquiry")
