@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import httpx
 
@@ -24,6 +24,7 @@ from shop.settings import Settings
 
 log = logging.getLogger("shop.reconcile")
 LEASE_NAME = "reconciler"
+NEVER_HELD = datetime(2000, 1, 1, tzinfo=timezone.utc)
 # Past the provider's window we wait this long for late news before expiring locally.
 EXPIRY_GRACE = timedelta(minutes=2)
 BATCH = 50
@@ -38,7 +39,8 @@ def holder_id() -> str:
 async def acquire_lease(holder: str, ttl_s: int) -> bool:
     """Take or renew the lease; True if this process leads until it expires."""
     now = utcnow()
-    await Lease.insert(Lease(name=LEASE_NAME, holder="", expires_at=now)).on_conflict(action="DO NOTHING")
+    # A new lease row starts long expired, so the first process to ask takes it.
+    await Lease.insert(Lease(name=LEASE_NAME, holder="", expires_at=NEVER_HELD)).on_conflict(action="DO NOTHING")
     rows = await Lease.update({Lease.holder: holder, Lease.expires_at: now + timedelta(seconds=ttl_s)}).where(
         (Lease.name == LEASE_NAME) & ((Lease.expires_at < now) | (Lease.holder == holder))
     ).returning(Lease.id)
