@@ -67,6 +67,31 @@ def reconcile(settings: Settings) -> int:
     return asyncio.run(run())
 
 
+def providers_table() -> str:
+    """The capability table of every provider, and the settings each needs to go live (markdown)."""
+    import httpx
+
+    from shop.payments.registry import ADAPTERS, provider_for
+
+    live = Settings(secret_key="x" * 40, sandbox=False)
+    rows = [
+        "| provider | redirect | return verified by | webhook verified by | inquiry | refunds | partial refunds "
+        "| expiry | payment links | settings to go live |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    yes_no = {True: "yes", False: "no"}
+    for slug in ADAPTERS:
+        provider = provider_for(slug, live, httpx.AsyncClient())
+        c = provider.capabilities
+        needed = ", ".join(f"`{name}`" for name in provider.missing_credentials())
+        rows.append(
+            f"| `{slug}` | {'303 GET' if c.redirect == 'get' else 'auto-submitted form POST'} | {c.return_verification} "
+            f"| {c.webhook_verification} | {yes_no[c.inquiry]} | {yes_no[c.refunds]} | {yes_no[c.partial_refunds]} "
+            f"| {c.expiry_seconds // 60} min | {yes_no[c.payment_links]} | {needed} |"
+        )
+    return "\n".join(rows)
+
+
 def serve(settings: Settings, host: str | None, port: int | None, workers: int | None) -> int:
     import uvicorn
 
@@ -97,11 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("migrate", help="apply database migrations")
     commands.add_parser("seed", help="load the demo catalogue (idempotent)")
     commands.add_parser("reconcile", help="ask providers about open payments now, expire stale ones")
+    commands.add_parser("providers", help="print each provider's capabilities and go-live settings")
     demo_parser = commands.add_parser("demo", help="migrate, seed and serve the offline demo")
     demo_parser.add_argument("--host")
     demo_parser.add_argument("--port", type=int)
     args = parser.parse_args(argv)
 
+    if args.command == "providers":
+        print(providers_table())
+        return 0
     settings = _settings()
     if args.command in ("serve", "demo"):
         from shop.payments.choice import check_default_provider
