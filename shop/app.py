@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import logging
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import CacheControlHeader, State
 from litestar.middleware import DefineMiddleware
@@ -27,6 +27,8 @@ from shop.paths import STATIC_DIR
 from shop.piccolo_app import TABLES
 from shop.sandbox import create_sandbox_router
 from shop.settings import Settings
+from shop.staff.routes import STAFF_HANDLERS
+from shop.staff.guards import StaffLoginRequired, login_redirect, staff_guard
 from shop.web.errors import EXCEPTION_HANDLERS
 from shop.web.health import healthz
 from shop.web.middleware import LanguageMiddleware, security_headers_hook
@@ -88,9 +90,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         include_in_schema=False,
     )
     logging.getLogger("shop").setLevel(logging.INFO)
+    staff = Router(path="/", route_handlers=STAFF_HANDLERS, guards=[staff_guard])
     handlers: list[object] = [
         CatalogController, CartController, CheckoutController, OrderController, payment_return, webhook,
-        healthz, static,
+        healthz, static, staff,
     ]
     if settings.sandbox:
         handlers.append(create_sandbox_router(settings))
@@ -100,7 +103,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         csrf_config=csrf,
         plugins=[HTMXPlugin()],
         template_config=template_config(),
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers={**EXCEPTION_HANDLERS, StaffLoginRequired: login_redirect},  # type: ignore[dict-item]
         before_send=[security_headers_hook(settings.production)],
         on_startup=[start],
         on_shutdown=[stop],

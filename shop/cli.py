@@ -67,6 +67,31 @@ def reconcile(settings: Settings) -> int:
     return asyncio.run(run())
 
 
+def createstaff(settings: Settings, email: str, role: str, password_stdin: bool) -> int:
+    """Create a staff account (or reset its password and role)."""
+    import getpass
+
+    from shop.db import bind_tables, make_engine
+    from shop.piccolo_app import TABLES
+    from shop.staff.auth import PasswordTooWeak, Role, create_staff
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password (12 characters or more): ")
+        if getpass.getpass("Again: ") != password:
+            print("shop: the passwords differ", file=sys.stderr)
+            return 2
+    bind_tables(make_engine(settings.database_url), TABLES)
+    try:
+        user = asyncio.run(create_staff(email, password, Role(role)))
+    except (PasswordTooWeak, ValueError) as exc:
+        print(f"shop: {exc}", file=sys.stderr)
+        return 2
+    print(f"staff account {user['email']} ({user['role']}) ready")
+    return 0
+
+
 def providers_table() -> str:
     """The capability table of every provider, and the settings each needs to go live (markdown)."""
     import httpx
@@ -123,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("seed", help="load the demo catalogue (idempotent)")
     commands.add_parser("reconcile", help="ask providers about open payments now, expire stale ones")
     commands.add_parser("providers", help="print each provider's capabilities and go-live settings")
+    staff_parser = commands.add_parser("createstaff", help="create a staff account (asks for the password)")
+    staff_parser.add_argument("email")
+    staff_parser.add_argument("--role", choices=["owner", "operations", "finance"], default="owner")
+    staff_parser.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     demo_parser = commands.add_parser("demo", help="migrate, seed and serve the offline demo")
     demo_parser.add_argument("--host")
     demo_parser.add_argument("--port", type=int)
@@ -148,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         return seed(settings)
     if args.command == "reconcile":
         return reconcile(settings)
+    if args.command == "createstaff":
+        return createstaff(settings, args.email, args.role, args.password_stdin)
     if args.command == "demo":
         if settings.production:
             print("shop: demo is for development; use migrate and serve in production", file=sys.stderr)

@@ -8,10 +8,11 @@ from shop.orders.tables import Order, OrderLine
 from shop.paths import MIGRATIONS_DIR
 from shop.payments.tables import Lease, PaymentAttempt, PaymentEvent, Refund, ShopSetting
 from shop.sandbox.tables import SandboxRecord
+from shop.staff.tables import AuditLog, LoginThrottle, StaffSession, StaffUser
 
 TABLES = [
     Category, Product, Cart, CartLine, Order, OrderLine, PaymentAttempt, PaymentEvent, Refund,
-    Lease, OutboxEmail, SandboxRecord, ShopSetting,
+    Lease, OutboxEmail, SandboxRecord, ShopSetting, StaffUser, StaffSession, LoginThrottle, AuditLog,
 ]
 
 APP_CONFIG = AppConfig(

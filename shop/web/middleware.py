@@ -77,6 +77,9 @@ def security_headers_hook(production: bool):
     async def add_security_headers(message: Message, scope: Scope) -> None:
         if message["type"] == "http.response.start":
             kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+            if scope.get("path", "").startswith("/staff"):
+                # Staff pages hold customer data: never kept by a browser or a proxy.
+                kept = [(k, v) for k, v in kept if k.lower() != b"cache-control"] + [(b"cache-control", b"no-store")]
             message["headers"] = [*kept, *headers]
 
     return add_security_headers
