@@ -4,16 +4,20 @@ from __future__ import annotations
 import re
 from typing import Any
 
+# Whole words of a key name (`pin`, but not `shipping`); `authorization` alone is the HTTP header,
+# while `authorization_code` is a receipt field customers see anyway.
 SECRET_KEYS = re.compile(
-    r"(secret|password|passwd|pin|cvv|cvc|card_?number|pan|signature|token_data|authorization|"
-    r"api_?key|access_code|resource_?key|phrase|hash)",
+    r"(secret|password|passwd|(^|_)pin($|_)|cvv|cvc|card_?number|(^|_)pan($|_)|signature|token_data|"
+    r"^authorization$|api_?key|access_code|resource_?key|phrase|hash|trandata)",
     re.IGNORECASE,
 )
 # Runs of 12-19 digits look like card numbers; KNET ids of that length are named, not guessed.
 CARD_LIKE = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
+# Provider ids that are long digit runs by nature; anything else that long is masked.
 SAFE_DIGIT_FIELDS = {
     "knet_payment_id", "knet_transaction_id", "bank_reference", "payment_id", "paymentid",
     "tranid", "tran_id", "ref", "trackid", "track_id", "transaction_id", "acquirer", "gateway",
+    "fort_id", "third_party_transaction_number", "knet_ref_number", "authorization_id",
 }
 REDACTED = "[redacted]"
 

@@ -387,10 +387,10 @@ async def _apply_refund(attempt: dict[str, Any], obs: Observation) -> str:
         refund = await Refund.select().where(
             (Refund.attempt == attempt["id"]) & (Refund.provider_refund_id == obs.refund_id)
         ).first()
-    if refund is None and obs.refund_status == "pending" and obs.refund_id and obs.refund_amount_fils:
+    if refund is None and obs.refund_status in ("pending", "succeeded") and obs.refund_id and obs.refund_amount_fils:
         # A refund made outside the shop (provider dashboard): keep track of it too.
         created = await Refund.insert(Refund(
-            attempt=attempt["id"], amount_fils=obs.refund_amount_fils, status="pending",
+            attempt=attempt["id"], amount_fils=obs.refund_amount_fils, status=obs.refund_status,
             provider_refund_id=obs.refund_id, idempotency_key=f"external-{obs.refund_id}"[:64],
             reason="made at the provider",
         )).returning(*Refund.all_columns())
