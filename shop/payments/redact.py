@@ -17,7 +17,7 @@ CARD_LIKE = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
 SAFE_DIGIT_FIELDS = {
     "knet_payment_id", "knet_transaction_id", "bank_reference", "payment_id", "paymentid",
     "tranid", "tran_id", "ref", "trackid", "track_id", "transaction_id", "acquirer", "gateway",
-    "fort_id", "third_party_transaction_number", "knet_ref_number", "authorization_id",
+    "fort_id", "third_party_transaction_number", "knet_ref_number", "authorization_id", "payment", "track",
 }
 REDACTED = "[redacted]"
 

@@ -12,6 +12,10 @@ from shop.settings import Settings
 ADAPTERS: dict[str, str] = {
     "checkout": "shop.payments.providers.checkout:CheckoutProvider",
     "checkout_setup": "shop.payments.providers.checkout_setup:CheckoutSetupProvider",
+    "aps": "shop.payments.providers.aps:ApsProvider",
+    "upayments": "shop.payments.providers.upayments:UpaymentsProvider",
+    "tap": "shop.payments.providers.tap:TapProvider",
+    "knet": "shop.payments.providers.knet:KnetProvider",
 }
 
 

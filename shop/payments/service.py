@@ -296,8 +296,9 @@ async def _apply(attempt_id: int, obs: Observation, kind: str, signature_ok: boo
     values.update(_receipt_values(obs))
     await _update_attempt(attempt_id, values)
     await _move_order({**attempt, **values}, new)
-    await event(new.value)
-    return Applied(attempt_id, changed=True, status_before=before, status_after=new.value)
+    after = await _settle_refunds(attempt_id) if new == PaymentStatus.CAPTURED else new.value
+    await event(after)
+    return Applied(attempt_id, changed=True, status_before=before, status_after=after)
 
 
 def _mismatch(attempt: dict[str, Any], obs: Observation) -> str:
@@ -403,17 +404,27 @@ async def _apply_refund(attempt: dict[str, Any], obs: Observation) -> str:
         await Refund.update({Refund.status: new_status, Refund.updated_at: utcnow(),
                              Refund.failure_reason: obs.failure_reason[:500] if new_status == "failed" else ""}
                             ).where(Refund.id == refund["id"])
-    refunds = await Refund.select(Refund.amount_fils, Refund.status).where(Refund.attempt == attempt["id"])
+    return await _settle_refunds(attempt["id"])
+
+
+async def _settle_refunds(attempt_id: int) -> str:
+    """Derive a captured attempt's state from its refunds' money. Before the capture is known
+    (a refund reported first, out of order) nothing moves: the capture settles it later."""
+    attempt = await PaymentAttempt.select().where(PaymentAttempt.id == attempt_id).first()
+    assert attempt is not None
+    current = PaymentStatus(attempt["status"])
+    if current not in CAPTURED_PAYMENT:
+        return current.value
+    refunds = await Refund.select(Refund.amount_fils, Refund.status).where(Refund.attempt == attempt_id)
     refunded = sum(r["amount_fils"] for r in refunds if r["status"] == "succeeded")
     pending = any(r["status"] in ("requested", "pending") for r in refunds)
     new = refund_state(attempt["captured_fils"], refunded, pending)
-    current = PaymentStatus(attempt["status"])
     if new != current:
         check_payment_move(current, new)
-        await _update_attempt(attempt["id"], {"status": new.value, "refunded_fils": refunded})
+        await _update_attempt(attempt_id, {"status": new.value, "refunded_fils": refunded})
         await _move_order({**attempt, "status": new.value}, new)
     elif refunded != attempt["refunded_fils"]:
-        await _update_attempt(attempt["id"], {"refunded_fils": refunded})
+        await _update_attempt(attempt_id, {"refunded_fils": refunded})
     return new.value
 
 

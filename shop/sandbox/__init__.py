@@ -8,7 +8,7 @@ from litestar import Router
 from shop.settings import Settings
 
 # One module per provider, each with `create_router(settings)` mounted at /sandbox/<name>.
-SANDBOXES = ("checkout",)
+SANDBOXES = ("checkout", "aps", "tap", "upayments", "knet",)
 
 
 def create_sandbox_router(settings: Settings) -> Router:

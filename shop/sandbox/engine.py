@@ -13,6 +13,7 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 
 import httpx
@@ -84,6 +85,24 @@ def compact_json(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def exact_json(value: object) -> bytes:
+    """Compact JSON in which a Decimal is a JSON number written digit for digit (`10.5`,
+    `10.500`), never through a binary float: for APIs that put major-unit amounts in numbers."""
+    return _exact(value).encode()
+
+
+def _exact(value: object) -> str:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError("a JSON number must be finite")
+        return format(value, "f")
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{_exact(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_exact(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
 def json_response(value: object, status_code: int, headers: Mapping[str, str] | None = None) -> Response:
     return Response(
         content=compact_json(value), status_code=status_code, media_type=JSON_MEDIA_TYPE,
@@ -99,15 +118,16 @@ class BadJson(ValueError):
     """The request body is not a JSON object."""
 
 
-async def read_json_object(request: Request) -> dict[str, Any]:
+async def read_json_object(request: Request, exact_numbers: bool = False) -> dict[str, Any]:
     """The body as a JSON object; an empty body is `{}` (SDKs send none for optional bodies).
 
+    With `exact_numbers`, numbers with a fraction are read as Decimal, never float.
     Raises BadJson for anything that is not a JSON object."""
     raw = await request.body()
     if not raw.strip():
         return {}
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_float=Decimal) if exact_numbers else json.loads(raw)
     except ValueError:
         raise BadJson("body is not JSON") from None
     if not isinstance(value, dict):
@@ -483,6 +503,26 @@ async def _post_with_retries(client: httpx.AsyncClient, store: Store, url: str, 
             return
         if attempt < attempts:
             await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
+
+
+async def post_once(store: Store, url: str, webhook: Webhook, controls: Mapping[str, Any],
+                    copy: int = 1) -> httpx.Response | None:
+    """POST one notification now, without retries, record the delivery and return the answer
+    (None when no answer came): for providers that read the merchant's reply before going on
+    (KNET's tranportal waits for `REDIRECT=<url>`)."""
+    timeout_s = float(controls["webhook_timeout_ms"]) / 1000
+    status_code: int | None = None
+    error: str | None = None
+    response: httpx.Response | None = None
+    try:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 2.0)),
+                                     follow_redirects=False) as client:
+            response = await client.post(url, content=webhook.body, headers=dict(webhook.headers))
+            status_code = response.status_code
+    except httpx.HTTPError as exc:
+        error = type(exc).__name__
+    await _record_delivery(store, webhook, url, copy, 1, status_code, error)
+    return response
 
 
 async def deliver(store: Store, url: str, webhooks: list[Webhook], controls: Mapping[str, Any],

@@ -157,8 +157,12 @@ def _card_number(form: Mapping[str, str]) -> str:
     return _field(form, "card_number").replace(" ", "").replace("-", "")
 
 
-def decide(form: Mapping[str, str], started_at: float, now: float, expire_after_s: float) -> Decision:
-    """Judge a page submission. The card number and PIN are read here and go no further."""
+def decide(form: Mapping[str, str], started_at: float, now: float, expire_after_s: float,
+           approve_expiry: str | None = None) -> Decision:
+    """Judge a page submission. The card number and PIN are read here and go no further.
+
+    `approve_expiry` ("MM/YYYY") applies KNET's manual instead of the card + PIN rule: the
+    approving test card succeeds with that expiry and any 4-digit PIN, and declines otherwise."""
     if is_expired(started_at, now, expire_after_s):
         return Decision(Outcome.EXPIRED)
     if _field(form, "action") == "cancel":
@@ -173,6 +177,10 @@ def decide(form: Mapping[str, str], started_at: float, now: float, expire_after_
     pin = _field(form, "pin")
     if len(pin) != 4 or not pin.isascii() or not pin.isdigit():
         return Decision(None, "error_pin")
+    if approve_expiry is not None:
+        expiry = f"{_field(form, 'expiry_month')}/{_field(form, 'expiry_year')}"
+        approved = card == TEST_CARD_APPROVED and expiry == approve_expiry
+        return Decision(Outcome.CAPTURED if approved else Outcome.DECLINED)
     if card == TEST_CARD_APPROVED and secrets.compare_digest(pin, TEST_PIN):
         return Decision(Outcome.CAPTURED)
     return Decision(Outcome.DECLINED)  # the declined test card, a wrong PIN, any other card
@@ -215,7 +223,8 @@ def render_page(view: PageView, error: str | None = None, bank: str = "", status
             "years": EXPIRY_YEARS,
             "error": texts[error] if error else None,
             "selected_bank": bank if bank in BANKS_BY_CODE else "",
-            "switch_url": f"{view.action_url}?language={other}",
+            # The page's own URL may carry a query already (Tap's `tap_process.aspx?chg=...`).
+            "switch_url": f"{view.action_url}{'&' if '?' in view.action_url else '?'}language={other}",
         },
         status_code=status_code,
     )
@@ -282,11 +291,12 @@ async def show_page(backend: PageBackend, token: str, language: str | None) -> R
     return render_page(view)
 
 
-async def submit_page(backend: PageBackend, token: str, form: Mapping[str, str]) -> Response:
+async def submit_page(backend: PageBackend, token: str, form: Mapping[str, str],
+                      approve_expiry: str | None = None) -> Response:
     """POST: judge the form, apply the outcome, send the browser back to the merchant (303).
 
     Invalid input re-renders the form with a 422; the card number and PIN are neither stored,
-    logged nor echoed."""
+    logged nor echoed. `approve_expiry`: see `decide`."""
     now = time.time()
     state = await backend.land(token, now)
     if state is None:
@@ -294,7 +304,7 @@ async def submit_page(backend: PageBackend, token: str, form: Mapping[str, str])
     view = replace(state.view, language=page_language(_field(form, "language"), state.view.language))
     if not state.open:
         return render_message(view.language, "unavailable", 410)
-    decision = decide(form, state.started_at, now, await backend.expire_after_s())
+    decision = decide(form, state.started_at, now, await backend.expire_after_s(), approve_expiry)
     if decision.outcome is None:
         return render_page(view, decision.error, bank=_field(form, "bank"), status_code=422)
     target = await backend.finish(token, decision.outcome, receipt_for(decision.outcome, now), now)

@@ -160,3 +160,15 @@ async def test_an_old_attempt_failing_after_a_retry_does_not_touch_the_order() -
     second = await make_attempt(order, 2)
     await apply_observation(first["id"], seen(P.CANCELLED, "evt_old"), "webhook")
     assert (await state(order["id"], second["id"]))[0] == "pending_payment"
+
+
+async def test_a_refund_reported_before_its_capture_settles_when_the_capture_arrives() -> None:
+    product = await make_product(stock=5, price_fils=3000)
+    order = await make_order([(product, 1)])
+    attempt = await make_attempt(order)
+    early = Observation(status=None, refund_id="act_early", refund_status="succeeded", refund_amount_fils=1000,
+                        event_id=f"evt_early_{attempt['id']}")
+    await apply_observation(attempt["id"], early, "webhook")
+    assert await state(order["id"], attempt["id"]) == ("pending_payment", "reserved", "pending")
+    await apply_observation(attempt["id"], seen(P.CAPTURED, None, 3000), "webhook")
+    assert await state(order["id"], attempt["id"]) == ("partially_refunded", "sold", "partially_refunded")
