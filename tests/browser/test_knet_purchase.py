@@ -5,7 +5,7 @@ from typing import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_shopping import fill_checkout, in_stock, kwd, order_state
+from tests.browser.test_shopping import pay_on_knet_page, fill_checkout, in_stock, kwd, order_state
 from tests.support import live_server
 
 pytestmark = pytest.mark.browser
@@ -18,16 +18,7 @@ def knet_shop_url(database_url: str) -> Iterator[str]:
 
 
 def pay_on_tranportal_page(page: Page, card: str = "8888880000000001", pin: str = "1234") -> None:
-    """`pay_on_knet_page` for the tranportal: PaymentHTTP.htm has already sent the browser on to
-    KNET's own page for its PaymentID."""
-    expect(page).to_have_url(re.compile(r"/sandbox/knet/kpg/paymentpage\.htm\?PaymentID=\d{18}$"))
-    page.locator("#bank").select_option("KNET1")
-    page.locator("#card_number").fill(card)
-    page.locator("#expiry_month").select_option("09")
-    page.locator("#expiry_year").select_option(index=3)
-    page.locator("#pin").fill(pin)
-    page.locator("button.knet-submit").click()
-
+    pay_on_knet_page(page, card, pin, url=re.compile(r"/sandbox/knet/kpg/paymentpage\.htm\?PaymentID=\d{18}$"))
 
 def test_a_successful_knet_payment(page: Page, knet_shop_url: str) -> None:
     product = in_stock("oud")[1]

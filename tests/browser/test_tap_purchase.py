@@ -7,7 +7,7 @@ from typing import Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_shopping import fill_checkout, kwd, order_state
+from tests.browser.test_shopping import pay_on_knet_page, fill_checkout, kwd, order_state
 from tests.support import live_server
 
 pytestmark = pytest.mark.browser
@@ -21,15 +21,7 @@ def tap_shop_url(database_url: str) -> Iterator[str]:
 
 
 def pay_on_tap_page(page: Page, card: str = "8888880000000001", pin: str = "1234") -> None:
-    """Tap sends the browser (GET) to its payment page, which for KNET is the KNET form itself."""
-    expect(page).to_have_url(TAP_PAGE)
-    page.locator("#bank").select_option("KNET1")
-    page.locator("#card_number").fill(card)
-    page.locator("#expiry_month").select_option("09")
-    page.locator("#expiry_year").select_option(index=3)
-    page.locator("#pin").fill(pin)
-    page.locator("button.knet-submit").click()
-
+    pay_on_knet_page(page, card, pin, url=TAP_PAGE)
 
 def test_a_knet_payment_through_tap(page: Page, tap_shop_url: str) -> None:
     fill_checkout(page, tap_shop_url, "khalas-dates-1kg")

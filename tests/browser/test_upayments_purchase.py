@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from shop.catalog import demo_data
-from tests.browser.test_shopping import fill_checkout, kwd, order_state
+from tests.browser.test_shopping import pay_on_knet_page, fill_checkout, kwd, order_state
 from tests.support import live_server
 
 pytestmark = pytest.mark.browser
@@ -26,15 +26,7 @@ def upayments_shop_url(database_url: str) -> Iterator[str]:
 
 
 def pay_on_upayments_knet_page(page: Page, card: str = "8888880000000001", pin: str = "1234") -> None:
-    """As `pay_on_knet_page`, on the KNET page a UPayments charge leads to."""
-    expect(page).to_have_url(re.compile(r"/sandbox/upayments/kpg/paymentpage/\d{18}$"))
-    page.locator("#bank").select_option("KNET1")
-    page.locator("#card_number").fill(card)
-    page.locator("#expiry_month").select_option("09")
-    page.locator("#expiry_year").select_option(index=3)
-    page.locator("#pin").fill(pin)
-    page.locator("button.knet-submit").click()
-
+    pay_on_knet_page(page, card, pin, url=re.compile(r"/sandbox/upayments/kpg/paymentpage/\d{18}$"))
 
 def test_a_knet_payment_through_upayments(page: Page, upayments_shop_url: str) -> None:
     product = PRODUCTS["white-musk-tahara-20g"]
