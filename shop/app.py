@@ -89,11 +89,20 @@ def create_app(settings: Settings | None = None) -> Litestar:
         cache_control=CacheControlHeader(max_age=STATIC_MAX_AGE_S, public=True),
         include_in_schema=False,
     )
+    # Uploaded product images: read-only, under random names (a new image is a new URL, so
+    # caching is safe); the security headers hook adds nosniff, so no upload is run as a page.
+    media = create_static_files_router(
+        path="/media",
+        directories=[settings.media_path],
+        name="media",
+        cache_control=CacheControlHeader(max_age=STATIC_MAX_AGE_S, public=True),
+        include_in_schema=False,
+    )
     logging.getLogger("shop").setLevel(logging.INFO)
     staff = Router(path="/", route_handlers=STAFF_HANDLERS, guards=[staff_guard])
     handlers: list[object] = [
         CatalogController, CartController, CheckoutController, OrderController, payment_return, webhook,
-        healthz, static, staff,
+        healthz, static, media, staff,
     ]
     if settings.sandbox:
         handlers.append(create_sandbox_router(settings))

@@ -46,7 +46,7 @@ def reconcile(settings: Settings) -> int:
     """One reconciliation pass now (the app's background loop does the same on a timer)."""
     from shop.db import bind_tables, make_engine
     from shop.notifications.outbox import deliver_pending
-    from shop.payments.reconcile import expire_abandoned_orders, reconcile_once
+    from shop.payments.reconcile import expire_abandoned_orders, reconcile_once, settle_pending_refunds
     from shop.payments.registry import new_http_client
     from shop.piccolo_app import TABLES
 
@@ -56,10 +56,12 @@ def reconcile(settings: Settings) -> int:
         async with new_http_client(settings) as client:
             # By hand: every open attempt now, not only those whose next check is due.
             report = await reconcile_once(settings, client, due_only=False)
+            refunds = await settle_pending_refunds(settings, client)
             abandoned = await expire_abandoned_orders()
             emails = await deliver_pending(settings.smtp_url, settings.email_from)
         print(f"checked {report.checked}, settled {report.settled}, expired {report.expired}, "
-              f"unreachable {report.unreachable}, abandoned orders expired {abandoned}, emails {emails}")
+              f"unreachable {report.unreachable}, refunds settled {refunds}, abandoned orders expired {abandoned}, "
+              f"emails {emails}")
         for error in report.errors:
             print(f"error: {error}", file=sys.stderr)
         return 1 if report.errors else 0

@@ -115,12 +115,23 @@ class Settings:
     smtp_url: str = ""
     email_from: str = "Dira Market <orders@localhost>"
     max_body_bytes: int = 64 * 1024
+    # Uploaded files (product images), served at /media/. Relative: beside the SQLite database.
+    media_dir: str = "media"
     # Extra provider settings (SHOP_<PROVIDER>_<SETTING>), kept raw until providers read them.
     provider_settings: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def media_path(self) -> Path:
+        """The media folder: a relative `SHOP_MEDIA_DIR` sits beside the SQLite database file
+        (so Docker's /data volume holds it too), or in the working folder with PostgreSQL."""
+        path = Path(self.media_dir)
+        if not path.is_absolute() and self.database_url.startswith("sqlite:///"):
+            path = Path(self.database_url.removeprefix("sqlite:///")).parent / path
+        return path.absolute()
 
     @property
     def is_postgres(self) -> bool:
@@ -153,7 +164,7 @@ class Settings:
             "SHOP_ENV", "SHOP_DATABASE_URL", "SHOP_SECRET_KEY", "SHOP_PUBLIC_URL", "SHOP_PROVIDER",
             "SHOP_SANDBOX", "SHOP_HOST", "SHOP_PORT", "SHOP_WORKERS", "SHOP_DB_POOL_SIZE",
             "SHOP_PAGE_SIZE", "SHOP_MAX_BODY_BYTES", "SHOP_RECONCILE_INTERVAL_S", "SHOP_SMTP_URL", "SHOP_PROVIDER_TIMEOUT_S",
-            "SHOP_EMAIL_FROM",
+            "SHOP_EMAIL_FROM", "SHOP_MEDIA_DIR",
         }
         settings = cls(
             env=mode,
@@ -172,6 +183,7 @@ class Settings:
             provider_timeout_s=_int(env, "SHOP_PROVIDER_TIMEOUT_S", 15),
             smtp_url=env.get("SHOP_SMTP_URL", "").strip(),
             email_from=env.get("SHOP_EMAIL_FROM", "").strip() or "Dira Market <orders@localhost>",
+            media_dir=env.get("SHOP_MEDIA_DIR", "").strip() or "media",
             provider_settings={k: v for k, v in env.items() if k.startswith("SHOP_") and k not in known},
         )
         settings.validate()

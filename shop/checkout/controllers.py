@@ -16,6 +16,7 @@ from shop.orders.services import OrderError
 from shop.payments import flows
 from shop.payments.providers.base import BadSignature
 from shop.payments.registry import UnknownProvider
+from shop.web.errors import UserError
 from shop.web.pages import (
     CART_SESSION_KEY,
     LAST_ORDER_SESSION_KEY,
@@ -115,7 +116,9 @@ async def payment_return(request: Request, provider_slug: FromPath[str]) -> Resp
     except BadSignature:
         raise HTTPException(status_code=400, detail="bad signature") from None
     if order is None:
-        raise NotFoundException()
+        # No attempt matches what came back (an error page of the provider, a stale link): say so.
+        raise UserError(_("We could not match this payment to an order. If money was taken, it will be "
+                          "refunded or confirmed by email; please contact us with the time of payment."))
     return see_other(f"/orders/{order['public_token']}")
 
 

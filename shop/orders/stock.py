@@ -59,3 +59,9 @@ async def sell_unreserved(lines: Iterable[dict]) -> list[int]:
         if not rows:
             short.append(product_id)
     return short
+
+
+async def restock(lines: Iterable[dict]) -> None:
+    """Sold items that never left (a paid order cancelled before dispatch) go back on the shelf."""
+    for product_id, quantity in _by_product(lines):
+        await Product.raw("UPDATE product SET stock = stock + {} WHERE id = {}", quantity, product_id)

@@ -19,7 +19,7 @@ from shop.payments.registry import UnknownProvider, provider_for
 from shop.payments.service import apply_observation, next_check, record_event, utcnow
 from shop.orders.tables import Order
 from shop.payments.states import OPEN_PAYMENT, OrderStatus, PaymentStatus, check_order_move
-from shop.payments.tables import Lease, PaymentAttempt
+from shop.payments.tables import Lease, PaymentAttempt, Refund
 from shop.settings import Settings
 
 log = logging.getLogger("shop.reconcile")
@@ -101,6 +101,24 @@ async def reconcile_once(settings: Settings, client: httpx.AsyncClient, due_only
     return report
 
 
+async def settle_pending_refunds(settings: Settings, client: httpx.AsyncClient) -> int:
+    """Ask about refunds still pending where the provider can be asked (unsigned refund news)."""
+    pending = await Refund.select(
+        Refund.id, Refund.provider_refund_id, Refund.attempt, Refund.attempt.provider.as_alias("provider")
+    ).where((Refund.status == "pending") & Refund.provider_refund_id.is_not_null()).order_by(Refund.id).limit(BATCH)
+    settled = 0
+    for refund in pending:
+        try:
+            provider = provider_for(refund["provider"], settings, client)
+            observation = await provider.inquire_refund(refund["provider_refund_id"])
+        except (UnknownProvider, ProviderError):
+            continue
+        if observation is not None and observation.refund_status != "pending":
+            await apply_observation(refund["attempt"], observation, "inquiry")
+            settled += 1
+    return settled
+
+
 async def expire_abandoned_orders(after: timedelta = ABANDONED_AFTER) -> int:
     """Close failed orders nobody retried. Stock was released when the payment failed."""
     check_order_move(OrderStatus.PAYMENT_FAILED, OrderStatus.EXPIRED)
@@ -119,6 +137,7 @@ async def run_forever(settings: Settings, client: httpx.AsyncClient) -> None:
         try:
             if await acquire_lease(me, ttl_s=interval * 3):
                 report = await reconcile_once(settings, client)
+                await settle_pending_refunds(settings, client)
                 await expire_abandoned_orders()
                 if report.checked:
                     log.info("reconciled %s attempts: %s settled, %s expired, %s unreachable",

@@ -230,7 +230,7 @@ async def apply_observation(
         raise
 
 
-async def _lock_attempt(attempt_id: int) -> dict[str, Any] | None:
+async def lock_attempt(attempt_id: int) -> dict[str, Any] | None:
     query = PaymentAttempt.select().where(PaymentAttempt.id == attempt_id)
     if is_postgres(PaymentAttempt._meta.db):
         # Every observation of one attempt queues here, so checks below see committed events.
@@ -239,7 +239,7 @@ async def _lock_attempt(attempt_id: int) -> dict[str, Any] | None:
 
 
 async def _apply(attempt_id: int, obs: Observation, kind: str, signature_ok: bool | None) -> Applied:
-    attempt = await _lock_attempt(attempt_id)
+    attempt = await lock_attempt(attempt_id)
     if attempt is None:
         raise LookupError(f"no payment attempt {attempt_id}")
     provider = attempt["provider"]

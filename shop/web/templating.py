@@ -8,6 +8,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
 from shop import i18n
+from shop.catalog.images import image_url
 from shop.money import format_kwd
 from shop.paths import TEMPLATES_DIR
 
@@ -51,6 +52,7 @@ def build_environment() -> Environment:
         text_direction=lambda: i18n.text_direction(i18n.current_language.get()),
         language_names=i18n.LANGUAGE_NAMES,
         htmx_file=HTMX_FILE,
+        image_url=image_url,
     )
     return env
 

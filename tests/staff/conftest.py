@@ -10,10 +10,23 @@ from litestar.testing import TestClient
 from shop.app import create_app
 from shop.settings import Settings
 from shop.staff.auth import Role, create_staff
+from tests.conftest import BACKENDS, migrated_database, test_settings
 from tests.support import CSRF_FIELD
 from tests.web.conftest import db_snapshot, product, run  # noqa: F401 (fixtures shared with tests/web)
 
 PASSWORD = "staff password for tests"
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Its own database: staff tests add products and orders the storefront tests must not see."""
+    yield from migrated_database(request, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    """Overridden with `database_url`, so no cached storefront settings leak in."""
+    return test_settings(database_url)
 
 
 def sign_in(client: TestClient, role: Role) -> dict[str, Any]:

@@ -176,6 +176,12 @@ class Provider(ABC):
     async def refund(self, request: RefundRequest) -> RefundResult:
         """Ask for a refund (idempotent by key). Raises ProviderUnavailable or ProviderRejected."""
 
+    async def inquire_refund(self, provider_refund_id: str) -> Observation | None:
+        """A refund's outcome, for providers whose refund news may not come by signed webhook.
+
+        None: this provider tells refund outcomes by its (signed) notifications only."""
+        return None
+
     def webhook_reply(self, observations: list[Observation], public_url: str) -> WebhookReply:
         """The answer to an accepted notification (KNET's tranportal wants `REDIRECT=<url>`)."""
         return WebhookReply(body={"received": len(observations)})
