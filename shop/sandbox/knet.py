@@ -24,6 +24,7 @@ from xml.sax.saxutils import escape
 
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from litestar.params import FromPath
 from litestar import Request, Response, Router, delete, get, post, route
 from litestar.di import NamedDependency, Provide
 from litestar.params import QueryParameter, SkipValidation
@@ -697,7 +698,7 @@ async def stats() -> Response:
 
 
 @get("/_transactions/{reference:str}", exclude_from_csrf=True)
-async def transaction(reference: str) -> Response:
+async def transaction(reference: FromPath[str]) -> Response:
     """One transaction by payment id or track id, as the sandbox keeps it (no card data kept)."""
     if TRACK_ID.match(reference) and not PAYMENT_ID.match(reference):
         reference = str((await store.get(f"track:{reference}") or {}).get("paymentid") or "")
@@ -708,7 +709,7 @@ async def transaction(reference: str) -> Response:
 
 
 @post("/_webhooks/replay/{reference:str}", status_code=202, exclude_from_csrf=True)
-async def replay_webhooks(reference: str) -> Response:
+async def replay_webhooks(reference: FromPath[str]) -> Response:
     """Send a transaction's notification again, same bytes (late, duplicate or out of order)."""
     if TRACK_ID.match(reference) and not PAYMENT_ID.match(reference):
         reference = str((await store.get(f"track:{reference}") or {}).get("paymentid") or "")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from litestar import Controller, Request, Response, get, post
+from litestar.params import FromQuery
 from litestar.response import Template
 
 from shop.i18n import gettext as _
@@ -22,7 +23,7 @@ class StaffAuthController(Controller):
     path = "/staff"
 
     @get("/login", name="staff-login", opt={"public": True})
-    async def login_form(self, request: Request, next: str = "") -> Response:
+    async def login_form(self, request: Request, next: FromQuery[str] = "") -> Response:
         if await staff_of(request) is not None:
             return see_other(_safe_next(next))
         return Template("staff/login.html", context={"next": _safe_next(next), "error": "", "email": ""})

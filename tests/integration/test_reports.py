@@ -17,7 +17,6 @@ from shop.staff import reports
 from shop.staff.reports import DaySales, ReportError
 from tests.integration.conftest import make_attempt, make_order, make_product
 
-pytestmark = pytest.mark.asyncio
 UTC = timezone.utc
 
 
