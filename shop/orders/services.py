@@ -25,7 +25,7 @@ class CartSpent(Exception):
 
 
 def new_reference(now: datetime | None = None) -> str:
-    """Human reference, also the KNET track id stem: DM-YYMMDD-XXXXXX (letters/digits only)."""
+    """Human reference, also the KNET track id stem: "DM", the date, 6 letters or digits (DM261125NA27L2)."""
     day = (now or datetime.now(timezone.utc)).strftime("%y%m%d")
     return f"DM{day}{''.join(secrets.choice(REFERENCE_ALPHABET) for _ in range(6))}"
 
