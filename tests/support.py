@@ -128,6 +128,15 @@ def live_server(database_url: str, **extra_env: str) -> Iterator[str]:
                 process.kill()
 
 
+def wait_until(check: Callable[[], bool], timeout_s: float = 10.0, interval_s: float = 0.05) -> None:
+    """Poll `check` until it holds (webhooks and reconciliation arrive in the background)."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(interval_s)
+
+
 CSRF_FIELD = re.compile(r'name="_csrf_token" value="([^"]+)"')
 
 

@@ -100,7 +100,7 @@ def _now_ms(now: float) -> int:
 
 
 def tap_id(prefix: str, now: float) -> str:
-    """Tap-shaped ids: `chg_TS05A1320231018Hy56070XXXX` (prefix, TS, digits, time, letters)."""
+    """Tap-shaped ids, e.g. `chg_TS05A1320231018Hy56070Mk3q`: prefix, "TS", digits, time, letters."""
     stamp = time.strftime("%Y%H%M", time.gmtime(now))
     letters = "".join(secrets.choice("abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ") for _ in range(2))
     return (f"{prefix}_TS{engine.random_digits(2)}A{engine.random_digits(2)}{stamp}"

@@ -14,7 +14,7 @@ from shop.payments.providers.aps import ApsProvider
 from shop.payments.providers.base import RefundRequest
 from shop.settings import Settings
 from tests.flows.conftest import DECLINED_CARD, checkout, states
-from tests.support import CSRF_FIELD, live_server, run_async, run_shop
+from tests.support import wait_until as wait_for, CSRF_FIELD, live_server, run_async, run_shop
 
 APPROVED_CARD, PIN = "8888880000000001", "1234"
 HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
@@ -83,13 +83,6 @@ def come_back(customer: httpx.Client, action: str, fields: dict[str, str]) -> ht
 
 def pay(customer: httpx.Client, **kwargs: str) -> httpx.Response:
     return come_back(customer, *knet(customer, start(customer), **kwargs))
-
-
-def wait_for(predicate, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.2)
 
 
 def receipt(html_text: str, name: str) -> str:

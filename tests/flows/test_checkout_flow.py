@@ -5,14 +5,7 @@ import time
 import httpx
 
 from tests.flows.conftest import DECLINED_CARD, checkout, order_path, pay, states, stats
-from tests.support import CSRF_FIELD, run_shop
-
-
-def wait_for(predicate, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.2)
+from tests.support import wait_until as wait_for, CSRF_FIELD, run_shop
 
 
 def test_success_shows_the_receipt(customer: httpx.Client, sandbox: httpx.Client) -> None:

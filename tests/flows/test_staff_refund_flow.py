@@ -7,24 +7,15 @@ import re
 import secrets
 import subprocess
 import sys
-import time
-from typing import Callable
 
 import httpx
 import pytest
 
 from shop.money import fils_to_str
 from tests.flows.conftest import checkout, pay, stats
-from tests.support import CSRF_FIELD, ROOT, shop_env
+from tests.support import wait_until as wait_for, CSRF_FIELD, ROOT, shop_env
 
 PASSWORD = "finance password for flows"
-
-
-def wait_for(predicate: Callable[[], bool], seconds: float = 15.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.2)
 
 
 @pytest.fixture()

@@ -5,7 +5,7 @@ import json
 import re
 import time
 from decimal import Decimal
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -15,7 +15,7 @@ from shop.payments.providers.http import exact_json
 from shop.payments.providers.tap import sign
 from shop.settings import SANDBOX_CREDENTIALS
 from tests.flows.conftest import DECLINED_CARD, checkout, order_path, pay, states
-from tests.support import CSRF_FIELD, live_server, run_shop
+from tests.support import wait_until as wait_for, CSRF_FIELD, live_server, run_shop
 
 SECRET_KEY = SANDBOX_CREDENTIALS["TAP_SECRET_KEY"]
 PAGE = re.compile(r"/sandbox/tap/test_gosell/v2/payment/tap_process\.aspx\?chg=[\w-]+$")
@@ -43,13 +43,6 @@ def tap_sandbox(tap_shop: str) -> Iterator[httpx.Client]:
 def customer(tap_shop: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=tap_shop, timeout=30, follow_redirects=False) as client:
         yield client
-
-
-def wait_for(predicate: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.2)
 
 
 def charge_id_of(back: httpx.Response) -> str:

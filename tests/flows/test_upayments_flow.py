@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.flows.conftest import DECLINED_CARD, checkout, order_path, pay, states
-from tests.support import CSRF_FIELD, live_server, run_shop
+from tests.support import wait_until as wait_for, CSRF_FIELD, live_server, run_shop
 
 PAYMENT_INIT = "/sandbox/upayments/kpg/PaymentHTTP.htm?param=paymentInit"
 
@@ -31,13 +31,6 @@ def upay(shop: str) -> Iterator[httpx.Client]:
         client.post("/_control", json={"status_rate_limit": 0})
         yield client
         client.delete("/_control")
-
-
-def wait_for(predicate, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.2)
 
 
 def knet_page(customer: httpx.Client, link: str) -> str:

@@ -1,7 +1,6 @@
 """Fixtures for sandbox tests: a live shop per database, a webhook receiver, a sandbox client."""
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Iterator
 
 import httpx
@@ -9,7 +8,7 @@ import pytest
 
 from shop.settings import SANDBOX_CREDENTIALS
 from tests.webhook_receiver import WebhookReceiver, webhook_receiver
-from tests.support import live_server
+from tests.support import wait_until, live_server
 
 SECRET_KEY = SANDBOX_CREDENTIALS["CHECKOUT_SECRET_KEY"]
 WEBHOOK_SECRET = SANDBOX_CREDENTIALS["CHECKOUT_WEBHOOK_SECRET"]
@@ -87,12 +86,7 @@ class Sandbox:
         return self.client.get(f"{self.api}/_stats").json()
 
     def wait_until(self, check: Callable[[], bool], timeout_s: float = 8.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if check():
-                return
-            time.sleep(0.05)
-        raise AssertionError("condition not reached in time")
+        wait_until(check, timeout_s)
 
 
 @pytest.fixture()

@@ -22,7 +22,7 @@ from shop.payments.providers.tap import TapProvider
 from shop.payments.states import PaymentStatus
 from shop.sandbox import tap as tap_sandbox
 from shop.settings import SANDBOX_CREDENTIALS, Settings
-from tests.support import run_async
+from tests.support import wait_until, run_async
 from tests.unit.test_tap_adapter import SEED_BODY, VECTOR_HASH, VECTOR_KEY
 from tests.webhook_receiver import Received, WebhookReceiver, webhook_receiver
 
@@ -80,12 +80,7 @@ class TapSandbox:
 
     @staticmethod
     def wait_until(check: Callable[[], bool], timeout_s: float = 8.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if check():
-                return
-            time.sleep(0.05)
-        raise AssertionError("condition not reached in time")
+        wait_until(check, timeout_s)
 
 
 @pytest.fixture()

@@ -23,6 +23,7 @@ from shop.payments.providers.upayments import UpaymentsProvider
 from shop.payments.states import PaymentStatus
 from shop.settings import SANDBOX_CREDENTIALS, Settings
 from tests.sandbox.test_checkout_sandbox import _sandbox_rows, _string_values
+from tests.support import wait_until
 from tests.webhook_receiver import Received, WebhookReceiver, webhook_receiver
 
 API_KEY = SANDBOX_CREDENTIALS["UPAYMENTS_API_KEY"]
@@ -124,12 +125,7 @@ class Upay:
 
     @staticmethod
     def wait_until(check: Any, timeout_s: float = 8.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if check():
-                return
-            time.sleep(0.05)
-        raise AssertionError("condition not reached in time")
+        wait_until(check, timeout_s)
 
 
 @pytest.fixture()
