@@ -5,9 +5,12 @@ import asyncio
 import os
 import re
 import secrets
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -76,12 +79,13 @@ async def _postgres_admin(url: str, sql: str) -> None:
 
 
 @contextmanager
-def fresh_database(kind: str, tmp_dir: Path) -> Iterator[str]:
-    """A new, empty database of `kind` ('sqlite' or 'postgres'), dropped afterwards."""
+def fresh_database(kind: str, tmp_dir: Path, admin_url: str | None = None) -> Iterator[str]:
+    """A new, empty database of `kind` ('sqlite' or 'postgres'), dropped afterwards. PostgreSQL
+    databases are made on `admin_url`'s server (default: SHOP_TEST_POSTGRES_URL)."""
     if kind == "sqlite":
         yield f"sqlite:///{tmp_dir / ('shop-' + secrets.token_hex(4) + '.db')}"
         return
-    admin_url = os.environ[POSTGRES_ENV]
+    admin_url = admin_url or os.environ[POSTGRES_ENV]
     name = "shop_test_" + secrets.token_hex(6)
     run_async(lambda: _postgres_admin(admin_url, f'CREATE DATABASE "{name}"'))
     try:
@@ -97,16 +101,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(database_url: str, **extra_env: str) -> Iterator[str]:
-    """`shop serve` in a subprocess on a free port; yields its base URL."""
-    port = free_port()
+def live_server(database_url: str, workers: int = 1, port: int | None = None, **extra_env: str) -> Iterator[str]:
+    """`shop serve` in a subprocess (with `workers` worker processes) on a free port; yields its
+    base URL. The process group is stopped afterwards, workers included."""
+    port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = shop_env(database_url, SHOP_PUBLIC_URL=base_url, **extra_env)
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"shop-live-{port}.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "shop", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "shop", "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", str(workers)],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         try:
             deadline = time.monotonic() + 30
@@ -121,11 +127,50 @@ def live_server(database_url: str, **extra_env: str) -> Iterator[str]:
                 time.sleep(0.1)
             yield base_url
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_process_group(process)
+
+
+def stop_process_group(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """SIGTERM the process and everything it started (server workers), then SIGKILL stragglers."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+@contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """A PostgreSQL server of its own in a temporary folder, for scripts run outside the test
+    command (benchmark, torture); yields an admin URL. Uses SHOP_TEST_POSTGRES_URL if set."""
+    if os.environ.get(POSTGRES_ENV):
+        yield os.environ[POSTGRES_ENV]
+        return
+    bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
+    if not bins:
+        raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
+    pg_bin, root, port = bins[-1], Path(tempfile.mkdtemp(prefix="shop-pg-")), free_port()
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "check": True}
+    subprocess.run([*as_postgres, str(pg_bin / "initdb"), "-D", str(root / "data"), "-U", "postgres",
+                    "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"], **quiet)
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=200"
+    subprocess.run([*as_postgres, str(pg_bin / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "log"),
+                    "-w", "-t", "60", "-o", options, "start"], **quiet)
+    try:
+        yield f"postgres://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_postgres, str(pg_bin / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate",
+                        "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def wait_until(check: Callable[[], bool], timeout_s: float = 10.0, interval_s: float = 0.05) -> None:
