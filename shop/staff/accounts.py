@@ -25,7 +25,7 @@ from shop.staff.auth import (
 )
 from shop.staff.guards import current_staff, roles
 from shop.staff.pages import staff_template
-from shop.staff.reports import kuwait_time_text
+from shop.clock import kuwait_time_text
 from shop.staff.tables import StaffSession, StaffUser
 from shop.web.pages import flash, is_htmx, see_other
 

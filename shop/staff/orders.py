@@ -17,6 +17,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from piccolo.columns.combination import WhereRaw
 
+from shop.clock import KUWAIT_TIME, kuwait_time_text
 from shop.checkout.kuwait import AREAS_BY_SLUG, GOVERNORATES_BY_SLUG
 from shop.db import is_postgres
 from shop.i18n import gettext as _
@@ -35,7 +36,6 @@ from shop.staff.pages import staff_template
 from shop.web.pages import flash, is_htmx, provider_named, see_other
 
 PAGE_SIZE = 25
-KUWAIT = timezone(timedelta(hours=3), "AST")  # Kuwait keeps +03:00 all year
 STUCK_REFUND_AFTER = timedelta(hours=1)
 UNSETTLED_AFTER = timedelta(minutes=15)  # past expiry, beyond the reconciler's grace
 ATTENTION_LIMIT = 200
@@ -47,11 +47,6 @@ TIMELINE_FRAGMENT = "staff/orders/_timeline.html"
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def local_time(value: datetime | None) -> str:
-    """A timestamp as staff read it: Kuwait time."""
-    return value.astimezone(KUWAIT).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
 def order_status_label(name: str) -> str:
@@ -83,7 +78,7 @@ def event_kind_label(name: str) -> str:
 
 
 VIEW_HELPERS = {
-    "local_time": local_time, "order_status_label": order_status_label,
+    "local_time": kuwait_time_text, "order_status_label": order_status_label,
     "payment_status_label": payment_status_label, "refund_status_label": refund_status_label,
     "event_kind_label": event_kind_label,
 }
@@ -175,9 +170,9 @@ def _conditions(filters: OrderFilters) -> list[Any]:
             filters.payment_status,
         ))
     if filters.date_from:
-        conditions.append(Order.created_at >= datetime.combine(date.fromisoformat(filters.date_from), time(), KUWAIT))
+        conditions.append(Order.created_at >= datetime.combine(date.fromisoformat(filters.date_from), time(), KUWAIT_TIME))
     if filters.date_to:
-        end = datetime.combine(date.fromisoformat(filters.date_to) + timedelta(days=1), time(), KUWAIT)
+        end = datetime.combine(date.fromisoformat(filters.date_to) + timedelta(days=1), time(), KUWAIT_TIME)
         conditions.append(Order.created_at < end)
     return conditions
 

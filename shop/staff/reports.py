@@ -27,10 +27,10 @@ from shop.money import fils_to_str
 from shop.notifications.tables import OutboxEmail
 from shop.orders.tables import Order
 from shop.payments.states import CAPTURED_PAYMENT, FAILED_PAYMENT, OrderStatus
+from shop.clock import KUWAIT_TIME, business_day, kuwait_time_text
 from shop.payments.tables import PaymentAttempt, Refund
 from shop.staff.tables import AuditLog
 
-KUWAIT_TIME = timezone(timedelta(hours=3), "+03")  # the business day; no DST in Kuwait
 DASHBOARD_DAYS = 30
 MAX_EXPORT_DAYS = 366
 EXPORT_BATCH = 500  # orders per query while streaming the orders CSV
@@ -51,11 +51,6 @@ class ReportError(ValueError):
 # ---------------------------------------------------------------- business days
 
 
-def business_day(moment: datetime) -> date:
-    """The Kuwait calendar day of an instant."""
-    return moment.astimezone(KUWAIT_TIME).date()
-
-
 def today(now: datetime | None = None) -> date:
     return business_day(now or datetime.now(timezone.utc))
 
@@ -65,10 +60,6 @@ def day_span(first: date, last: date) -> tuple[datetime, datetime]:
     start = datetime.combine(first, time(0), KUWAIT_TIME).astimezone(timezone.utc)
     end = datetime.combine(last + timedelta(days=1), time(0), KUWAIT_TIME).astimezone(timezone.utc)
     return start, end
-
-
-def kuwait_time_text(moment: datetime | None) -> str:
-    return moment.astimezone(KUWAIT_TIME).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
 
 
 def parse_day(text: str, message: str) -> date:

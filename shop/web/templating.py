@@ -9,6 +9,7 @@ from litestar.template.config import TemplateConfig
 
 from shop import i18n
 from shop.catalog.images import image_url
+from shop.clock import kuwait_time_text
 from shop.money import format_kwd
 from shop.paths import TEMPLATES_DIR
 
@@ -53,6 +54,7 @@ def build_environment() -> Environment:
         language_names=i18n.LANGUAGE_NAMES,
         htmx_file=HTMX_FILE,
         image_url=image_url,
+        kuwait_time=kuwait_time_text,
     )
     return env
 

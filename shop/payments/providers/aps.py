@@ -8,7 +8,7 @@ import hmac
 import json
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
@@ -26,6 +26,7 @@ from shop.payments.providers.base import (
     ReturnHint,
     StartedPayment,
 )
+from shop.clock import KUWAIT_TIME
 from shop.payments.providers.http import call_json
 from shop.payments.providers.signing import same_text
 from shop.payments.states import PaymentStatus as P
@@ -34,7 +35,6 @@ PAGE_PATH = "/FortAPI/paymentPage"
 API_PATH = "/FortAPI/paymentApi"
 # The shop's own query parameter on `return_url` (service.start_attempt): APS never signed it.
 OWN_RETURN_PARAMS = frozenset({"ref"})
-KUWAIT_TIME = timezone(timedelta(hours=3))
 
 # "SHA Type" from the dashboard -> how the phrase-wrapped string is hashed. APS's "SHA-128"
 # is SHA-1; the HMAC variants (key = the phrase) come from the official WooCommerce plugin.
