@@ -23,6 +23,7 @@ from shop.payments.providers.base import (
     Provider,
     ProviderRejected,
     ProviderUnavailable,
+    VendorSplit,
 )
 from shop.payments.redact import redact
 from shop.payments.states import (
@@ -37,6 +38,7 @@ from shop.payments.states import (
     settle_order_status,
 )
 from shop.payments.tables import PaymentAttempt, PaymentEvent, Refund
+from shop.vendors.splits import SplitError, plan_split, provider_splits
 
 log = logging.getLogger("shop.payments")
 
@@ -133,10 +135,13 @@ async def start_attempt(order: dict[str, Any], provider: Provider, settings_publ
         customer_email=order["email"],
         customer_phone=order["phone"],
         description=f"Order {order['reference']}",
+        splits=await _splits(order, provider),
     )
     await record_event(attempt["id"], provider.slug, "request", {"merchant_reference": merchant_reference,
                        "amount_fils": request.amount_fils, "currency": request.currency,
-                       "language": request.language, "return_url": request.return_url})
+                       "language": request.language, "return_url": request.return_url,
+                       "splits": [{"to": s.vendor_reference, "amount_fils": s.amount_fils,
+                                   "commission_fils": s.commission_fils} for s in request.splits]})
     now = utcnow()
     try:
         started = await provider.start_payment(request)
@@ -168,6 +173,25 @@ async def start_attempt(order: dict[str, Any], provider: Provider, settings_publ
     await record_event(attempt["id"], provider.slug, "response", started.raw,
                        status_before="initiated", status_after="pending")
     return StartOutcome(attempt=attempt, redirect_url=started.redirect_url, form_fields=dict(started.form_fields))
+
+
+async def _splits(order: dict[str, Any], provider: Provider) -> tuple[VendorSplit, ...]:
+    """Vendor shares from the order lines' vendor snapshots, for providers that pay vendors out.
+
+    Other providers, and orders without vendor lines, get none. A mixed order with no shop IBAN
+    configured is charged whole to the shop's account and flagged, so staff pay the vendors."""
+    if not provider.capabilities.vendor_splits:
+        return ()
+    lines = await OrderLine.select(OrderLine.line_total_fils, OrderLine.vendor_id, OrderLine.vendor_name,
+                                   OrderLine.vendor_iban, OrderLine.vendor_commission_bps).where(
+        OrderLine.order == order["id"])
+    try:
+        plan = plan_split(lines, order["total_fils"])
+        return provider_splits(plan, provider.settings.merchant_iban) if plan else ()
+    except SplitError as exc:
+        await _flag_order(order["id"], f"vendor split not sent: {exc}")
+        log.warning("order %s: vendor split not sent: %s", order["reference"], exc)
+        return ()
 
 
 async def _update_attempt(attempt_id: int, values: dict[str, Any]) -> None:

@@ -36,6 +36,8 @@ class Capabilities:
     partial_refunds: bool
     expiry_seconds: int
     payment_links: bool = False
+    # Pays each vendor's share straight to its IBAN (UPayments `extraMerchantData`).
+    vendor_splits: bool = False
     # Some providers need the minor-unit amount to end in zero (Checkout.com, 3-decimal currencies).
     amount_step_fils: int = 1
 

@@ -169,7 +169,7 @@ class UpaymentsProvider(Provider):
         webhook_verification="none exists: every notification is confirmed by GET get-payment-status",
         inquiry=True, refunds=True, partial_refunds=True,
         # UPayments documents no window [unconfirmed]: the KNET page's 7 minutes (providers.md 4.9).
-        expiry_seconds=7 * 60, payment_links=True,
+        expiry_seconds=7 * 60, payment_links=True, vendor_splits=True,
     )
 
     @property
