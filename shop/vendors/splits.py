@@ -101,3 +101,20 @@ def provider_splits(plan: SplitPlan, merchant_iban: str) -> tuple[VendorSplit, .
     if sum(e.amount_fils for e in entries) != plan.total_fils:  # cannot happen: plan_split checked it
         raise SplitError("the shares do not add up to the order total")
     return tuple(entries)
+
+
+def allocate_refund(amount_fils: int, remaining_fils: list[int]) -> list[int]:
+    """Share a refund of a split payment among its payees in proportion to what each can still
+    give back, in whole fils: each gets the floor of its share, and the fils left over go one by one
+    to the largest remainders (the first payee on a tie). The parts add up to `amount_fils` exactly.
+
+    A full refund takes back exactly what each payee still holds. Raises SplitError when the
+    amount is more than the payees hold together."""
+    available = sum(remaining_fils)
+    if amount_fils <= 0 or amount_fils > available or any(r < 0 for r in remaining_fils):
+        raise SplitError(f"cannot refund {amount_fils} fils from payees holding {available}")
+    parts = [amount_fils * r // available for r in remaining_fils]
+    leftovers = sorted(range(len(remaining_fils)), key=lambda i: (-(amount_fils * remaining_fils[i] % available), i))
+    for index in leftovers[:amount_fils - sum(parts)]:
+        parts[index] += 1
+    return parts

@@ -125,3 +125,17 @@ def test_the_shop_iban_setting_is_checked_and_only_the_sandbox_has_a_default(tmp
     assert Settings.from_env({"SHOP_SANDBOX": "0"}, cwd=tmp_path).merchant_iban == ""
     with pytest.raises(SettingsError, match="SHOP_UPAYMENTS_MERCHANT_IBAN"):
         Settings.from_env({"SHOP_UPAYMENTS_MERCHANT_IBAN": "KW82CBKU0000000000001234560101"}, cwd=tmp_path)
+
+
+def test_a_refund_is_shared_in_proportion_to_what_each_payee_still_holds() -> None:
+    from shop.vendors.splits import allocate_refund
+
+    assert allocate_refund(1_000, [6_000, 4_000]) == [600, 400]
+    assert allocate_refund(10_000, [6_000, 4_000]) == [6_000, 4_000]  # a full refund empties each
+    assert allocate_refund(1, [5_000, 5_000]) == [1, 0]  # the tie goes to the first payee
+    parts = allocate_refund(1_000, [3_333, 3_333, 3_334])
+    assert sum(parts) == 1_000 and parts == [333, 333, 334]
+    assert allocate_refund(500, [0, 7_777]) == [0, 500]
+    for bad in (0, -1, 10_001):
+        with pytest.raises(SplitError):
+            allocate_refund(bad, [6_000, 4_000])
