@@ -92,10 +92,6 @@ async def all_vendors() -> list[dict[str, Any]]:
     return await Vendor.select().order_by(Vendor.name)
 
 
-async def active_vendors() -> list[dict[str, Any]]:
-    return await Vendor.select(Vendor.id, Vendor.name).where(Vendor.active == True).order_by(Vendor.name)  # noqa: E712
-
-
 async def get_vendor(vendor_id: int) -> dict[str, Any]:
     """Raises VendorNotFound."""
     row = await Vendor.select().where(Vendor.id == vendor_id).first()
@@ -150,12 +146,6 @@ async def update_vendor(staff: Staff | None, vendor_id: int, data: VendorInput) 
             raise _name_taken() from None
         raise
     return await get_vendor(vendor_id)
-
-
-async def require_active_vendor(vendor_id: int | None) -> None:
-    """For the product form: None (own stock) or an active vendor. Raises VendorError."""
-    if vendor_id is not None and not await Vendor.exists().where((Vendor.id == vendor_id) & (Vendor.active == True)):  # noqa: E712
-        raise VendorError({"vendor": _("Choose an active vendor, or none for the shop's own stock.")})
 
 
 # --- the snapshot an order line keeps ---
