@@ -952,6 +952,13 @@ async def stats() -> Response:
         "charges_by_order_id": charges,
         "payments": await store.count("payment"),
         "refunds": await store.count("refund"),
+        # What each split payment's `extraMerchantData` said, and what refunds took back per IBAN.
+        "vendor_splits_by_order_id": {
+            data["order"]["id"]: [{"iban": split["iban"], "amount_fils": split["amount_fils"],
+                                   "charges": split["charges"], "refunded_fils": refunded}
+                                  for split, refunded in zip(data["splits"], _vendor_refunded(data))]
+            for _, data in await store.records("payment") if data["splits"]
+        },
         "invoice_messages": [data for _, data in await store.records("invoice_message")],
         "webhook_deliveries": await engine.delivery_log(store),
         "events": await engine.list_events(store),
