@@ -43,6 +43,8 @@ from shop.vendors.splits import SplitError, plan_split, provider_splits
 log = logging.getLogger("shop.payments")
 
 FIRST_CHECK_AFTER = timedelta(seconds=20)
+# How long a payment link sent by staff stays payable (APS needs an expiry; UPayments states none).
+LINK_VALIDITY = timedelta(hours=48)
 MAX_CHECK_INTERVAL = timedelta(minutes=5)
 
 
@@ -96,8 +98,10 @@ class StartOutcome:
     error: str = ""  # "unavailable" | "rejected"
 
 
-async def start_attempt(order: dict[str, Any], provider: Provider, settings_public_url: str) -> StartOutcome:
-    """Create attempt number n+1 for the order and ask the provider to start it.
+async def start_attempt(order: dict[str, Any], provider: Provider, settings_public_url: str,
+                        link_channel: str | None = None) -> StartOutcome:
+    """Create attempt number n+1 for the order and ask the provider to start it: as a checkout
+    redirect, or with `link_channel` as a payment link staff send (open for LINK_VALIDITY).
 
     Idempotent per (order, attempt number): a concurrent second call gets `attempt=None`.
     A timeout leaves the attempt pending for the reconciler; it never fails it."""
@@ -140,16 +144,21 @@ async def start_attempt(order: dict[str, Any], provider: Provider, settings_publ
     await record_event(attempt["id"], provider.slug, "request", {"merchant_reference": merchant_reference,
                        "amount_fils": request.amount_fils, "currency": request.currency,
                        "language": request.language, "return_url": request.return_url,
+                       "link_channel": link_channel or "",
                        "splits": [{"to": s.vendor_reference, "amount_fils": s.amount_fils,
                                    "commission_fils": s.commission_fils} for s in request.splits]})
     now = utcnow()
+    window = LINK_VALIDITY if link_channel else timedelta(seconds=provider.capabilities.expiry_seconds)
     try:
-        started = await provider.start_payment(request)
+        if link_channel:
+            started = await provider.create_link(request, link_channel, now + window)
+        else:
+            started = await provider.start_payment(request)
     except ProviderUnavailable as exc:
         # Unknown outcome: the provider may have created it. Pending, and the reconciler asks.
         await _update_attempt(attempt["id"], {
             "status": PaymentStatus.PENDING.value, "next_check_at": now + FIRST_CHECK_AFTER,
-            "expires_at": now + timedelta(seconds=provider.capabilities.expiry_seconds),
+            "expires_at": now + window,
             "failure_reason": "provider did not answer when the payment was created",
         })
         await record_event(attempt["id"], provider.slug, "response", {"error": str(exc)},
@@ -167,8 +176,9 @@ async def start_attempt(order: dict[str, Any], provider: Provider, settings_publ
         "provider_payment_id": started.provider_payment_id,
         "redirect_url": started.redirect_url,
         "redirect_form": json.dumps(dict(started.form_fields)),
-        "expires_at": now + timedelta(seconds=provider.capabilities.expiry_seconds),
-        "next_check_at": now + timedelta(seconds=provider.capabilities.expiry_seconds) + FIRST_CHECK_AFTER,
+        "expires_at": now + window,
+        # A link is paid whenever the customer gets to it: ask soon and keep asking (backing off).
+        "next_check_at": now + (FIRST_CHECK_AFTER if link_channel else window + FIRST_CHECK_AFTER),
     })
     await record_event(attempt["id"], provider.slug, "response", started.raw,
                        status_before="initiated", status_after="pending")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Mapping
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -286,6 +287,13 @@ class UpaymentsProvider(Provider):
         payment_id = track_id or (f"{INVOICE_PREFIX}{invoice_id}" if invoice_id else None)
         return InvoiceLink(url=link, invoice_id=invoice_id, notification_type=notification_type,
                            provider_payment_id=payment_id, raw=answer)
+
+    async def create_link(self, request: PaymentRequest, channel: str, expires_at: datetime) -> StartedPayment:
+        """An invoice (`create-invoice`); UPayments documents no expiry, so `expires_at` only bounds
+        how long the shop keeps asking about it."""
+        invoice = await self.create_invoice(request, channel)
+        return StartedPayment(provider_payment_id=invoice.provider_payment_id, redirect_url=invoice.url,
+                              raw=invoice.raw)
 
     # -- returns and notifications ----------------------------------------------------------
 
