@@ -4,9 +4,6 @@ order settles through the ordinary return, like any other attempt."""
 from __future__ import annotations
 
 import re
-import secrets
-import subprocess
-import sys
 from typing import Iterator
 
 import httpx
@@ -14,11 +11,11 @@ import pytest
 
 from tests.flows import test_aps_flow as aps
 from tests.flows.conftest import DECLINED_CARD, checkout, pay, states
+from tests.flows.staff_session import signed_in_staff
 from tests.flows.test_staff_refund_flow import staff_states
 from tests.flows.test_upayments_flow import knet_page
-from tests.support import CSRF_FIELD, ROOT, live_server, shop_env
+from tests.support import CSRF_FIELD, live_server
 
-PASSWORD = "operations password for links"
 LINK = re.compile(r"(https?://[^\s<\"]+)")
 
 
@@ -31,15 +28,7 @@ def shop(request: pytest.FixtureRequest, database_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def operations(shop: str, database_url: str) -> Iterator[httpx.Client]:
-    email = f"operations-{secrets.token_hex(4)}@example.com"
-    made = subprocess.run([sys.executable, "-m", "shop", "createstaff", email, "--role", "operations",
-                           "--password-stdin"], input=PASSWORD + "\n", capture_output=True, text=True, cwd=ROOT,
-                          env=shop_env(database_url), timeout=60)
-    assert made.returncode == 0, made.stderr
-    with httpx.Client(base_url=shop, timeout=30, follow_redirects=False) as client:
-        token = CSRF_FIELD.search(client.get("/staff/login").text).group(1)
-        assert client.post("/staff/login", data={"email": email, "password": PASSWORD,
-                                                 "_csrf_token": token}).status_code == 303
+    with signed_in_staff(shop, database_url, "operations") as client:
         yield client
 
 

@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import re
 import secrets
-import subprocess
-import sys
 from typing import Iterator
 
 import httpx
 import pytest
 
 from tests.flows.conftest import pay, states
+from tests.flows.staff_session import signed_in_staff
 from tests.flows.test_staff_refund_flow import refund, staff_states
 from tests.flows.test_upayments_flow import knet_page
-from tests.support import CSRF_FIELD, ROOT, live_server, run_shop, shop_env, wait_until
+from tests.support import CSRF_FIELD, live_server, run_shop, wait_until
 from tests.unit.test_forms import VALID
 
-PASSWORD = "owner password for vendor flows"
 IBAN_A, IBAN_B = "KW91KFHO0000000000051010173254", "KW31NBOK0000000000002010177457"
 SHOP_IBAN = "KW81CBKU0000000000001234560101"
 
@@ -33,15 +31,7 @@ def shop(database_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def owner(shop: str, database_url: str) -> Iterator[httpx.Client]:
-    email = f"owner-{secrets.token_hex(4)}@example.com"
-    made = subprocess.run([sys.executable, "-m", "shop", "createstaff", email, "--role", "owner", "--password-stdin"],
-                          input=PASSWORD + "\n", capture_output=True, text=True, cwd=ROOT,
-                          env=shop_env(database_url), timeout=60)
-    assert made.returncode == 0, made.stderr
-    with httpx.Client(base_url=shop, timeout=30, follow_redirects=False) as client:
-        token = CSRF_FIELD.search(client.get("/staff/login").text).group(1)
-        assert client.post("/staff/login", data={"email": email, "password": PASSWORD,
-                                                 "_csrf_token": token}).status_code == 303
+    with signed_in_staff(shop, database_url, "owner") as client:
         yield client
 
 

@@ -91,7 +91,7 @@ def test_a_vendor_is_created_listed_edited_and_audited(owner) -> None:
     assert (vendor["iban"], vendor["commission_bps"], vendor["active"]) == (IBAN_A, 1250, True)
     listing = owner.get("/staff/vendors").text
     assert "Vendor created." in listing and vendor["name"] in listing and IBAN_A in listing
-    assert f'data-commission-bps="1250"' in listing and "12.5 %" in listing
+    assert 'data-commission-bps="1250"' in listing and "12.5 %" in listing
     edit = vendor_form(name=vendor["name"], iban=IBAN_B, commission="3")  # and unticked: inactive
     del edit["active"]
     response = post(owner, f"/staff/vendors/{vendor['id']}", edit, htmx=True)
