@@ -103,9 +103,9 @@ async def send_payment_link(order: dict[str, Any], provider: Provider, public_ur
         raise OrderError(_("The active payment provider cannot send payment links."))
     if channel not in LINK_CHANNELS:
         raise OrderError(_("Choose how to send the link: shown here, by email or by SMS."))
-    attempt = await latest_attempt(order["id"])
-    if is_open(attempt) and attempt and attempt["redirect_url"]:
-        # Two payable attempts at once could both be paid: wait until this one is over.
+    if is_open(await latest_attempt(order["id"])):
+        # Two payable attempts at once could both be paid, and one whose creation went unanswered
+        # may exist at the provider (a link may even have been sent): wait until it is over.
         raise OrderError(_("A payment of this order is still open. Send a link once it has ended."))
     if order["status"] not in (OrderStatus.PENDING_PAYMENT, OrderStatus.PAYMENT_FAILED):
         raise OrderError(_("Only an order awaiting payment can be sent a payment link."))
