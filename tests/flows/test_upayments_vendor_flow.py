@@ -81,6 +81,11 @@ def test_a_multi_vendor_order_is_paid_split_and_refunded_vendor_by_vendor(custom
     assert states(page.text) == ("paid", "captured")
     reference = re.search(r"Order (DM[0-9A-Z]+)", page.text).group(1)
 
+    # Staff see whose each line is, as it was when the order was placed.
+    staff_page = owner.get(f"/staff/orders/{reference}").text
+    assert re.findall(r'class="line-vendor" data-vendor-id="(\d+)"', staff_page) == [str(first), str(second)]
+    assert IBAN_A in staff_page and IBAN_B in staff_page
+
     upay = httpx.Client(base_url=f"{shop}/sandbox/upayments", timeout=30)
     received = upay.get("/_stats").json()["vendor_splits_by_order_id"][f"{reference}01"]
     fixed = lambda fils: {"knet": {"charge_fils": fils, "type": "fixed"}, "cc": {"charge_fils": fils, "type": "fixed"}}
