@@ -9,9 +9,10 @@ from shop.paths import MIGRATIONS_DIR
 from shop.payments.tables import Lease, PaymentAttempt, PaymentEvent, Refund, ShopSetting
 from shop.sandbox.tables import SandboxRecord
 from shop.staff.tables import AuditLog, LoginThrottle, StaffSession, StaffUser
+from shop.vendors.tables import Vendor
 
 TABLES = [
-    Category, Product, Cart, CartLine, Order, OrderLine, PaymentAttempt, PaymentEvent, Refund,
+    Vendor, Category, Product, Cart, CartLine, Order, OrderLine, PaymentAttempt, PaymentEvent, Refund,
     Lease, OutboxEmail, SandboxRecord, ShopSetting, StaffUser, StaffSession, LoginThrottle, AuditLog,
 ]
 

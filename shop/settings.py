@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
+from shop.vendors.iban import is_kuwaiti_iban, normalise_iban
+
 DEFAULT_DATABASE_URL = "sqlite:///shop.db"
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 DEV_SECRET_FILE = ".shop-secret-key"
@@ -38,6 +40,8 @@ SANDBOX_URLS: dict[str, str] = {
     "UPAYMENTS_API_URL": "/sandbox/upayments",
     "KNET_GATEWAY_URL": "/sandbox/knet",
 }
+# The shop's own IBAN in multi-vendor splits while sandboxes are on (seed 004's example IBAN).
+SANDBOX_MERCHANT_IBAN = "KW91KFHO0000000000051010173254"
 
 
 class SettingsError(ValueError):
@@ -117,6 +121,8 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     # Uploaded files (product images), served at /media/. Relative: beside the SQLite database.
     media_dir: str = "media"
+    # Receives the shop's own lines (and is the payee of commissions) in UPayments multi-vendor splits.
+    upayments_merchant_iban: str = ""
     # Extra provider settings (SHOP_<PROVIDER>_<SETTING>), kept raw until providers read them.
     provider_settings: Mapping[str, str] = field(default_factory=dict)
 
@@ -136,6 +142,11 @@ class Settings:
     @property
     def is_postgres(self) -> bool:
         return self.database_url.startswith(("postgres://", "postgresql://"))
+
+    @property
+    def merchant_iban(self) -> str:
+        """The shop's IBAN for split payments: the setting, or with sandboxes on the sandbox's."""
+        return self.upayments_merchant_iban or (SANDBOX_MERCHANT_IBAN if self.sandbox else "")
 
     def provider_value(self, name: str) -> str:
         """`SHOP_<name>` if set; else, with sandboxes on, the sandbox's URL or credential; else ""."""
@@ -164,7 +175,7 @@ class Settings:
             "SHOP_ENV", "SHOP_DATABASE_URL", "SHOP_SECRET_KEY", "SHOP_PUBLIC_URL", "SHOP_PROVIDER",
             "SHOP_SANDBOX", "SHOP_HOST", "SHOP_PORT", "SHOP_WORKERS", "SHOP_DB_POOL_SIZE",
             "SHOP_PAGE_SIZE", "SHOP_MAX_BODY_BYTES", "SHOP_RECONCILE_INTERVAL_S", "SHOP_SMTP_URL", "SHOP_PROVIDER_TIMEOUT_S",
-            "SHOP_EMAIL_FROM", "SHOP_MEDIA_DIR",
+            "SHOP_EMAIL_FROM", "SHOP_MEDIA_DIR", "SHOP_UPAYMENTS_MERCHANT_IBAN",
         }
         settings = cls(
             env=mode,
@@ -184,6 +195,7 @@ class Settings:
             smtp_url=env.get("SHOP_SMTP_URL", "").strip(),
             email_from=env.get("SHOP_EMAIL_FROM", "").strip() or "Dira Market <orders@localhost>",
             media_dir=env.get("SHOP_MEDIA_DIR", "").strip() or "media",
+            upayments_merchant_iban=normalise_iban(env.get("SHOP_UPAYMENTS_MERCHANT_IBAN", "")),
             provider_settings={k: v for k, v in env.items() if k.startswith("SHOP_") and k not in known},
         )
         settings.validate()
@@ -197,6 +209,9 @@ class Settings:
             raise SettingsError("SHOP_PUBLIC_URL must be an http(s) URL")
         if not 1 <= self.page_size <= 200:
             raise SettingsError("SHOP_PAGE_SIZE must be between 1 and 200")
+        if self.upayments_merchant_iban and not is_kuwaiti_iban(self.upayments_merchant_iban):
+            raise SettingsError("SHOP_UPAYMENTS_MERCHANT_IBAN must be a Kuwaiti IBAN (KW, 30 characters) "
+                                "whose check digits hold")
         if self.production:
             problems = []
             if len(self.secret_key) < 32:

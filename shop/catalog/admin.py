@@ -20,6 +20,7 @@ from shop.i18n import gettext as _
 from shop.money import fils_to_str, parse_kwd
 from shop.staff.audit import audit
 from shop.staff.auth import Staff, utcnow
+from shop.vendors.tables import Vendor
 
 ADMIN_PAGE_SIZE = 25
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -81,6 +82,7 @@ class ProductInput:
     price_fils: int
     featured: bool
     active: bool
+    vendor: int | None = None  # None: the shop's own stock
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +174,7 @@ def validate_product(form: Mapping[str, object]) -> tuple[ProductInput | None, d
         "price": clean(form.get("price")),
         "featured": _flag(form.get("featured")),
         "active": _flag(form.get("active")),
+        "vendor": clean(form.get("vendor")),
     }
     errors: dict[str, str] = {}
     if message := _check_slug(values["slug"], PRODUCT_SLUG_MAX):
@@ -186,11 +189,14 @@ def validate_product(form: Mapping[str, object]) -> tuple[ProductInput | None, d
     price, message = parse_price(values["price"])
     if message:
         errors["price"] = message
+    vendor = parse_whole(values["vendor"]) if values["vendor"] else None
+    if values["vendor"] and (vendor is None or vendor <= 0):
+        errors["vendor"] = _("Choose a vendor from the list, or none for the shop's own stock.")
     if errors:
         return None, errors, values
     assert category is not None and price is not None
     data = ProductInput(values["slug"], category, values["name_en"], values["name_ar"], values["description_en"],
-                        values["description_ar"], price, values["featured"], values["active"])
+                        values["description_ar"], price, values["featured"], values["active"], vendor)
     return data, {}, values
 
 
@@ -298,14 +304,14 @@ def product_form_values(product: Mapping[str, Any]) -> dict[str, Any]:
         "slug": product["slug"], "category": str(product["category"]), "name_en": product["name_en"],
         "name_ar": product["name_ar"], "description_en": product["description_en"],
         "description_ar": product["description_ar"], "price": fils_to_str(product["price_fils"]),
-        "featured": product["featured"], "active": product["active"],
+        "featured": product["featured"], "active": product["active"], "vendor": str(product["vendor"] or ""),
     }
 
 
 # --- changing ---
 
 _PRODUCT_COLUMNS = ("slug", "category", "name_en", "name_ar", "description_en", "description_ar", "price_fils",
-                    "featured", "active")
+                    "featured", "active", "vendor")
 
 
 def _product_values(data: ProductInput) -> dict[str, Any]:
@@ -315,6 +321,22 @@ def _product_values(data: ProductInput) -> dict[str, Any]:
 async def _require_category(category_id: int) -> None:
     if not await Category.exists().where(Category.id == category_id):
         raise CatalogueError({"category": _("Choose a category.")})
+
+
+async def _require_vendor(vendor_id: int | None, current: int | None = None) -> None:
+    """None (own stock), an active vendor, or the vendor the product already has (kept as it is)."""
+    if vendor_id is None or vendor_id == current:
+        return
+    if not await Vendor.exists().where((Vendor.id == vendor_id) & (Vendor.active == True)):  # noqa: E712
+        raise CatalogueError({"vendor": _("Choose an active vendor, or none for the shop's own stock.")})
+
+
+async def vendor_choices(current: int | None = None) -> list[dict[str, Any]]:
+    """The product form's vendor picker: active vendors, and the product's own even if inactive."""
+    condition = Vendor.active == True  # noqa: E712
+    if current is not None:
+        condition |= Vendor.id == current
+    return await Vendor.select(Vendor.id, Vendor.name, Vendor.active).where(condition).order_by(Vendor.name)
 
 
 async def _require_free_slug(table: type[Product] | type[Category], slug: str, own_id: int | None) -> None:
@@ -335,6 +357,7 @@ async def create_product(staff: Staff | None, data: ProductInput, stock: int = 0
     if not 0 <= stock <= MAX_STOCK:
         raise CatalogueError({"stock": _("Enter a whole number from 0 to %(max)s.", max=MAX_STOCK)})
     await _require_category(data.category)
+    await _require_vendor(data.vendor)
     await _require_free_slug(Product, data.slug, None)
     values = _product_values(data)
     try:
@@ -360,6 +383,8 @@ async def update_product(staff: Staff | None, product_id: int, data: ProductInpu
 
     Raises NotFound, CatalogueError. Saving unchanged values changes nothing and audits nothing."""
     await _require_category(data.category)
+    existing = await Product.select(Product.vendor).where(Product.id == product_id).first()
+    await _require_vendor(data.vendor, existing["vendor"] if existing else None)
     await _require_free_slug(Product, data.slug, product_id)
     values = _product_values(data)
     try:

@@ -1,7 +1,10 @@
 """Catalogue tables. Money is integer fils; stock is what is on hand, part of it reserved."""
 from piccolo.columns import BigInt, Boolean, ForeignKey, Integer, Text, Timestamptz, Varchar
+from piccolo.columns.base import OnDelete
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.table import Table
+
+from shop.vendors.tables import Vendor
 
 
 class Category(Table):
@@ -26,6 +29,8 @@ class Product(Table):
     image = Varchar(length=200, default="")
     active = Boolean(default=True, index=True)
     featured = Boolean(default=False)
+    # Sold on a vendor's behalf (UPayments pays its share to the vendor's IBAN); None: our own stock.
+    vendor = ForeignKey(references=Vendor, on_delete=OnDelete.set_null, null=True, default=None)
     # Normalised English + Arabic names for search (see catalog.search.normalise).
     search_text = Text(default="")
     created_at = Timestamptz(default=TimestamptzNow())

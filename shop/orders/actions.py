@@ -13,6 +13,7 @@ from shop.i18n import current_language, gettext as _
 from shop.money import format_kwd
 from shop.orders import stock
 from shop.orders.tables import Order, OrderLine
+from shop.payments.flows import OrderError, send_payment_link as start_link
 from shop.payments.providers.base import Provider, ProviderError, ProviderRejected
 from shop.payments.refunds import RefundError, RefundOutcome, create_refund, refundable_fils, retry_requested_refunds, send_refund
 from shop.payments.registry import UnknownProvider
@@ -251,3 +252,30 @@ async def recheck(order_id: int, staff: Staff, providers: Providers) -> RecheckO
                            "flagged": applied.flagged})
     refunds = await retry_requested_refunds(order_id, providers)
     return RecheckOutcome(applied, refunds=refunds)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkOutcome:
+    url: str  # "" when the provider did not answer (the link may exist: the re-check will tell)
+    unanswered: bool = False
+
+
+async def send_payment_link(order_id: int, staff: Staff, provider: Provider, public_url: str,
+                            channel: str) -> LinkOutcome:
+    """A payment link for an order awaiting payment, through the active provider (its own new
+    attempt, settled like any other). Raises ActionError."""
+    order = await Order.select().where(Order.id == order_id).first()
+    if order is None:
+        raise ActionError(_("This order no longer exists."))
+    try:
+        outcome = await start_link(order, provider, public_url, channel)
+    except OrderError as exc:
+        raise ActionError(str(exc)) from None
+    assert outcome.attempt is not None
+    await audit(staff, "order.payment_link", "order", order["reference"],
+                after={"provider": provider.slug, "channel": channel,
+                       "merchant_reference": outcome.attempt["merchant_reference"], "url": outcome.redirect_url,
+                       "outcome": outcome.error or "sent"})
+    if outcome.error == "rejected":
+        raise ActionError(_("The payment provider refused to make a link for this order."))
+    return LinkOutcome(url=outcome.redirect_url, unanswered=outcome.error == "unavailable")

@@ -12,6 +12,7 @@ from shop.db import is_unique_violation, write_transaction
 from shop.i18n import gettext as _
 from shop.orders import stock
 from shop.orders.tables import Order, OrderLine
+from shop.vendors.services import vendor_columns, vendor_snapshot
 
 REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O/1/I: read over the phone
 
@@ -74,6 +75,7 @@ async def _place(cart_token: str, details: CheckoutDetails, language: str, provi
         CartLine.product.name_en.as_alias("name_en"),
         CartLine.product.name_ar.as_alias("name_ar"),
         CartLine.product.price_fils.as_alias("price_fils"),
+        *vendor_columns(CartLine.product.vendor),
     ).where(CartLine.cart.token == cart_token).order_by(CartLine.product)
     if not lines:
         # Empty because a concurrent press just turned it into an order? Then that order stands.
@@ -127,6 +129,7 @@ async def _place(cart_token: str, details: CheckoutDetails, language: str, provi
                 unit_price_fils=line["price_fils"],
                 quantity=line["quantity"],
                 line_total_fils=line["price_fils"] * line["quantity"],
+                **vendor_snapshot(line),
             )
             for line in lines
         ]

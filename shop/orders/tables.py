@@ -46,3 +46,8 @@ class OrderLine(Table):
     unit_price_fils = BigInt()
     quantity = Integer()
     line_total_fils = BigInt()
+    # The vendor as it was when the order was placed: a later edit never changes a placed order's split.
+    vendor_id = Integer(null=True, default=None)
+    vendor_name = Varchar(length=120, default="")
+    vendor_iban = Varchar(length=30, default="")
+    vendor_commission_bps = Integer(default=0)

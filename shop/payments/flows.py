@@ -14,7 +14,7 @@ from shop.orders import stock
 from shop.orders.services import OrderError, place_order
 from shop.orders.tables import Order, OrderLine
 from shop.db import write_transaction
-from shop.payments.providers.base import BadSignature, Observation, Provider, ProviderError
+from shop.payments.providers.base import LINK_CHANNELS, BadSignature, Observation, Provider, ProviderError
 from shop.payments.service import (
     Applied,
     StartOutcome,
@@ -92,6 +92,31 @@ async def retry(order: dict[str, Any], provider: Provider, public_url: str) -> C
         order = await Order.select().where(Order.id == order["id"]).first()
     outcome = await start_attempt(order, provider, public_url)
     return _resume(order, outcome, None)
+
+
+async def send_payment_link(order: dict[str, Any], provider: Provider, public_url: str, channel: str) -> StartOutcome:
+    """Staff send a payment link for an order awaiting payment (taken by phone, or whose payment
+    failed). The link is a new attempt of the order: its payment comes back through the same
+    return, webhook and inquiry as any other. Raises OrderError; the outcome may still carry
+    `error` ("unavailable": the provider may have made the link; "rejected": it made none)."""
+    if not provider.capabilities.payment_links:
+        raise OrderError(_("The active payment provider cannot send payment links."))
+    if channel not in LINK_CHANNELS:
+        raise OrderError(_("Choose how to send the link: shown here, by email or by SMS."))
+    if is_open(await latest_attempt(order["id"])):
+        # Two payable attempts at once could both be paid, and one whose creation went unanswered
+        # may exist at the provider (a link may even have been sent): wait until it is over.
+        raise OrderError(_("A payment of this order is still open. Send a link once it has ended."))
+    if order["status"] not in (OrderStatus.PENDING_PAYMENT, OrderStatus.PAYMENT_FAILED):
+        raise OrderError(_("Only an order awaiting payment can be sent a payment link."))
+    check_payable(order["total_fils"], provider)
+    if order["status"] == OrderStatus.PAYMENT_FAILED:
+        await _reopen(order)
+        order = await Order.select().where(Order.id == order["id"]).first()
+    outcome = await start_attempt(order, provider, public_url, link_channel=channel)
+    if outcome.attempt is None:
+        raise OrderError(_("A payment of this order is being started right now. Look again in a moment."))
+    return outcome
 
 
 async def _reopen(order: dict[str, Any]) -> None:
@@ -178,4 +203,4 @@ async def handle_webhook(provider: Provider, headers: Mapping[str, str], body: b
 
 
 __all__ = ["BadSignature", "CheckoutResult", "OrderError", "PaymentStatus", "checkout", "handle_return",
-           "handle_webhook", "retry"]
+           "handle_webhook", "retry", "send_payment_link"]

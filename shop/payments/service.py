@@ -23,6 +23,7 @@ from shop.payments.providers.base import (
     Provider,
     ProviderRejected,
     ProviderUnavailable,
+    VendorSplit,
 )
 from shop.payments.redact import redact
 from shop.payments.states import (
@@ -37,10 +38,13 @@ from shop.payments.states import (
     settle_order_status,
 )
 from shop.payments.tables import PaymentAttempt, PaymentEvent, Refund
+from shop.vendors.splits import SplitError, plan_split, provider_splits
 
 log = logging.getLogger("shop.payments")
 
 FIRST_CHECK_AFTER = timedelta(seconds=20)
+# How long a payment link sent by staff stays payable (APS needs an expiry; UPayments states none).
+LINK_VALIDITY = timedelta(hours=48)
 MAX_CHECK_INTERVAL = timedelta(minutes=5)
 
 
@@ -94,8 +98,10 @@ class StartOutcome:
     error: str = ""  # "unavailable" | "rejected"
 
 
-async def start_attempt(order: dict[str, Any], provider: Provider, settings_public_url: str) -> StartOutcome:
-    """Create attempt number n+1 for the order and ask the provider to start it.
+async def start_attempt(order: dict[str, Any], provider: Provider, settings_public_url: str,
+                        link_channel: str | None = None) -> StartOutcome:
+    """Create attempt number n+1 for the order and ask the provider to start it: as a checkout
+    redirect, or with `link_channel` as a payment link staff send (open for LINK_VALIDITY).
 
     Idempotent per (order, attempt number): a concurrent second call gets `attempt=None`.
     A timeout leaves the attempt pending for the reconciler; it never fails it."""
@@ -133,18 +139,26 @@ async def start_attempt(order: dict[str, Any], provider: Provider, settings_publ
         customer_email=order["email"],
         customer_phone=order["phone"],
         description=f"Order {order['reference']}",
+        splits=await _splits(order, provider),
     )
     await record_event(attempt["id"], provider.slug, "request", {"merchant_reference": merchant_reference,
                        "amount_fils": request.amount_fils, "currency": request.currency,
-                       "language": request.language, "return_url": request.return_url})
+                       "language": request.language, "return_url": request.return_url,
+                       "link_channel": link_channel or "",
+                       "splits": [{"to": s.vendor_reference, "amount_fils": s.amount_fils,
+                                   "commission_fils": s.commission_fils} for s in request.splits]})
     now = utcnow()
+    window = LINK_VALIDITY if link_channel else timedelta(seconds=provider.capabilities.expiry_seconds)
     try:
-        started = await provider.start_payment(request)
+        if link_channel:
+            started = await provider.create_link(request, link_channel, now + window)
+        else:
+            started = await provider.start_payment(request)
     except ProviderUnavailable as exc:
         # Unknown outcome: the provider may have created it. Pending, and the reconciler asks.
         await _update_attempt(attempt["id"], {
             "status": PaymentStatus.PENDING.value, "next_check_at": now + FIRST_CHECK_AFTER,
-            "expires_at": now + timedelta(seconds=provider.capabilities.expiry_seconds),
+            "expires_at": now + window,
             "failure_reason": "provider did not answer when the payment was created",
         })
         await record_event(attempt["id"], provider.slug, "response", {"error": str(exc)},
@@ -162,12 +176,32 @@ async def start_attempt(order: dict[str, Any], provider: Provider, settings_publ
         "provider_payment_id": started.provider_payment_id,
         "redirect_url": started.redirect_url,
         "redirect_form": json.dumps(dict(started.form_fields)),
-        "expires_at": now + timedelta(seconds=provider.capabilities.expiry_seconds),
-        "next_check_at": now + timedelta(seconds=provider.capabilities.expiry_seconds) + FIRST_CHECK_AFTER,
+        "expires_at": now + window,
+        # A link is paid whenever the customer gets to it: ask soon and keep asking (backing off).
+        "next_check_at": now + (FIRST_CHECK_AFTER if link_channel else window + FIRST_CHECK_AFTER),
     })
     await record_event(attempt["id"], provider.slug, "response", started.raw,
                        status_before="initiated", status_after="pending")
     return StartOutcome(attempt=attempt, redirect_url=started.redirect_url, form_fields=dict(started.form_fields))
+
+
+async def _splits(order: dict[str, Any], provider: Provider) -> tuple[VendorSplit, ...]:
+    """Vendor shares from the order lines' vendor snapshots, for providers that pay vendors out.
+
+    Other providers, and orders without vendor lines, get none. A mixed order with no shop IBAN
+    configured is charged whole to the shop's account and flagged, so staff pay the vendors."""
+    if not provider.capabilities.vendor_splits:
+        return ()
+    lines = await OrderLine.select(OrderLine.line_total_fils, OrderLine.vendor_id, OrderLine.vendor_name,
+                                   OrderLine.vendor_iban, OrderLine.vendor_commission_bps).where(
+        OrderLine.order == order["id"])
+    try:
+        plan = plan_split(lines, order["total_fils"])
+        return provider_splits(plan, provider.settings.merchant_iban) if plan else ()
+    except SplitError as exc:
+        await _flag_order(order["id"], f"vendor split not sent: {exc}")
+        log.warning("order %s: vendor split not sent: %s", order["reference"], exc)
+        return ()
 
 
 async def _update_attempt(attempt_id: int, values: dict[str, Any]) -> None:

@@ -614,12 +614,13 @@ async def payment_status_by_query(
     return await _status(request, settings, lookup)
 
 
-def _validate_refund(body: Mapping[str, Any]) -> tuple[int | None, dict[str, list[str]]]:
+def _validate_refund(body: Mapping[str, Any], multivendor: bool = False) -> tuple[int | None, dict[str, list[str]]]:
+    """A refund request's fields; a multi-vendor one takes its amount from `refundPayload` instead."""
     errors: dict[str, list[str]] = {}
     if not _text_ok(body.get("orderId"), 100, required=True):
         errors["orderId"] = ["The orderId field is required."]
     amount = to_fils(body.get("totalPrice"))
-    if amount is None or amount <= 0:
+    if (amount is None or amount <= 0) and not (multivendor and body.get("totalPrice") is None):
         errors["totalPrice"] = ["The totalPrice must be a number greater than 0 with at most 3 decimals."]
     for name, limit in (("customerFirstName", 50), ("customerEmail", 50), ("customerMobileNumber", 15),
                         ("reference", 150)):
@@ -644,16 +645,64 @@ async def _settle_later(track_id: str, delay_s: float) -> None:
         engine.log.exception("sandbox upayments: settling refunds of %s failed", track_id)
 
 
-@post(f"{API}/create-refund", status_code=200, exclude_from_csrf=True)
-async def create_refund(request: Request, settings: SettingsParam) -> Response:
+def _vendor_refunded(payment: Mapping[str, Any]) -> list[int]:
+    """Per `extraMerchantData` entry, what refunds not rejected have taken back from it."""
+    taken = [0] * len(payment["splits"])
+    for refund in payment["refunds"]:
+        if refund["status"] != REFUND_REJECTED:
+            for index, amount in enumerate(refund.get("allocations") or []):
+                taken[index] += amount
+    return taken
+
+
+def refund_payload(payment: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A split payment's `refundPayload` (providers.md 4.8): one entry per vendor IBAN, with what it was
+    paid, what was refunded from it and what still can be; the merchant fills `amountToRefund`."""
+    taken = _vendor_refunded(payment)
+    return [{
+        "refundRequestId": f"{payment['refund_order_id']}{index + 1:02d}",
+        "ibanNumber": split["iban"],
+        "totalPaid": kwd_text(split["amount_fils"]),
+        "refundedAmount": kwd_text(taken[index]),
+        "remainingLimit": kwd_text(split["amount_fils"] - taken[index]),
+        "amountToRefund": "0.000",
+        "merchantType": "vendor",
+    } for index, split in enumerate(payment["splits"])]
+
+
+def _allocations(payment: Mapping[str, Any], entries: Any, errors: dict[str, list[str]]) -> list[int]:
+    """`create-multivendor-refund`'s `refundPayload`: each entry known, within its remaining limit."""
+    wanted = [0] * len(payment["splits"])
+    if not isinstance(entries, list) or not entries:
+        errors["refundPayload"] = ["The refundPayload must be a non-empty array."]
+        return wanted
+    ids = {entry["refundRequestId"]: index for index, entry in enumerate(refund_payload(payment))}
+    remaining = [split["amount_fils"] - taken for split, taken in zip(payment["splits"], _vendor_refunded(payment))]
+    for number, entry in enumerate(entries):
+        prefix = f"refundPayload.{number}"
+        index = ids.get(entry.get("refundRequestId")) if isinstance(entry, dict) else None
+        if index is None or entry.get("ibanNumber") != payment["splits"][index]["iban"]:
+            errors[prefix] = [f"The {prefix} does not match a vendor of this order."]
+            continue
+        amount = to_fils(entry.get("amountToRefund"))
+        if amount is None or amount < 0 or amount > remaining[index]:
+            errors[f"{prefix}.amountToRefund"] = [f"The {prefix}.amountToRefund exceeds the remaining limit."]
+            continue
+        wanted[index] += amount
+    if not errors and not sum(wanted):
+        errors["refundPayload"] = ["Nothing to refund."]
+    return wanted
+
+
+async def _refund(request: Request, settings: Settings, multivendor: bool) -> Response:
+    """`create-refund`, and `create-multivendor-refund` for payments split between vendors."""
     async def work(controls: Mapping[str, Any]) -> Response:
         body = await read_body(request)
         if body is None:
             return _refuse("The request body must be a JSON object.")
-        amount, errors = _validate_refund(body)
+        amount, errors = _validate_refund(body, multivendor)
         if errors:
             return _refuse(next(iter(errors.values()))[0], 400, errors)
-        assert amount is not None
         track_id = await _track_of("refundorder", str(body["orderId"]))
         if track_id is None:
             return _refuse("Order not found.", 404)
@@ -664,6 +713,23 @@ async def create_refund(request: Request, settings: SettingsParam) -> Response:
             payment = record.data
             if payment.get("result") != CAPTURED:
                 return _refuse("Only a paid order can be refunded.")
+            allocations: list[int] = []
+            if multivendor:
+                if not payment["splits"]:
+                    return _refuse("This order was not split between vendors.")
+                allocations = _allocations(payment, body.get("refundPayload"), errors)
+                if errors:
+                    return _refuse(next(iter(errors.values()))[0], 400, errors)
+                if amount is not None and amount != sum(allocations):
+                    return _refuse("The totalPrice must equal the sum of amountToRefund.")
+                amount = sum(allocations)
+            elif payment["splits"]:
+                # A split payment is refunded vendor by vendor: say how much each can give back.
+                return _reply("Multivendor refund: choose the amount to refund per vendor", {
+                    "isMultivendorRefund": True, "orderId": payment["refund_order_id"],
+                    "refundPayload": refund_payload(payment),
+                })
+            assert amount is not None
             committed = sum(r["amount_fils"] for r in payment["refunds"] if r["status"] != REFUND_REJECTED)
             if amount > payment["order"]["amount_fils"] - committed:
                 return _refuse("The refund amount exceeds the refundable amount.")
@@ -671,6 +737,7 @@ async def create_refund(request: Request, settings: SettingsParam) -> Response:
                 "refundOrderId": _nonzero_digits(12), "refundArn": engine.random_digits(23),
                 "amount_fils": amount, "status": REFUND_PENDING, "decision": controls["refunds"],
                 "created_at": now, "notifyUrl": body.get("notifyUrl"), "reference": body.get("reference"),
+                "allocations": allocations,
             }
             payment["refunds"].append(refund)
             await store.put("refund", f"refund:{refund['refundOrderId']}", {"track_id": track_id})
@@ -681,6 +748,16 @@ async def create_refund(request: Request, settings: SettingsParam) -> Response:
         })
 
     return await _api_call(request, settings, "refund", work)
+
+
+@post(f"{API}/create-refund", status_code=200, exclude_from_csrf=True)
+async def create_refund(request: Request, settings: SettingsParam) -> Response:
+    return await _refund(request, settings, multivendor=False)
+
+
+@post(f"{API}/create-multivendor-refund", status_code=200, exclude_from_csrf=True)
+async def create_multivendor_refund(request: Request, settings: SettingsParam) -> Response:
+    return await _refund(request, settings, multivendor=True)
 
 
 def refund_view(payment: Mapping[str, Any], refund: Mapping[str, Any]) -> dict[str, Any]:
@@ -875,6 +952,13 @@ async def stats() -> Response:
         "charges_by_order_id": charges,
         "payments": await store.count("payment"),
         "refunds": await store.count("refund"),
+        # What each split payment's `extraMerchantData` said, and what refunds took back per IBAN.
+        "vendor_splits_by_order_id": {
+            data["order"]["id"]: [{"iban": split["iban"], "amount_fils": split["amount_fils"],
+                                   "charges": split["charges"], "refunded_fils": refunded}
+                                  for split, refunded in zip(data["splits"], _vendor_refunded(data))]
+            for _, data in await store.records("payment") if data["splits"]
+        },
         "invoice_messages": [data for _, data in await store.records("invoice_message")],
         "webhook_deliveries": await engine.delivery_log(store),
         "events": await engine.list_events(store),
@@ -900,7 +984,7 @@ def create_router(settings: Settings) -> Router:
     return Router(
         path=MOUNT_PATH,
         route_handlers=[
-            charge, payment_status, payment_status_by_query, create_refund, refund_status, refunds_of_order,
+            charge, payment_status, payment_status_by_query, create_refund, create_multivendor_refund, refund_status, refunds_of_order,
             selection_page, invoice_page, payment_init, hosted_page, hosted_page_submit,
             read_controls, change_controls, reset_controls, stats, replay_webhooks,
         ],

@@ -14,9 +14,9 @@ from shop.catalog import admin
 from shop.i18n import gettext as _
 from shop.staff.auth import Role
 from shop.staff.guards import current_staff, roles
-from shop.staff.pages import staff_template
+from shop.staff.pages import created_response, saved_or_none, staff_template
 from shop.web.errors import UserError
-from shop.web.pages import app_settings, flash, is_htmx, see_other
+from shop.web.pages import app_settings
 
 CATALOGUE = roles(Role.OPERATIONS)
 # The image itself plus the form's other fields and multipart framing.
@@ -41,21 +41,6 @@ async def _category_or_404(category_id: int) -> dict[str, Any]:
         return await admin.get_category(category_id)
     except admin.NotFound:
         raise NotFoundException("unknown category") from None
-
-
-def _saved(request: Request, url: str, message: str) -> Response | None:
-    """Without htmx: post/redirect/get with a flash. With htmx: None, the caller swaps a fragment."""
-    if is_htmx(request):
-        return None
-    flash(request, message, "success")
-    return see_other(url)
-
-
-def _created(request: Request, url: str, message: str) -> Response:
-    flash(request, message, "success")
-    if is_htmx(request):
-        return Response(content=None, status_code=200, headers={"HX-Redirect": url})
-    return see_other(url)
 
 
 class CatalogueController(Controller):
@@ -100,7 +85,7 @@ class CatalogueController(Controller):
             product = await admin.create_product(current_staff(request), data, stock)
         except admin.CatalogueError as exc:
             return await self._product_page(request, None, values, exc.errors, status_code=422)
-        return _created(request, f"/staff/catalogue/products/{product['id']}", _("Product created."))
+        return created_response(request, f"/staff/catalogue/products/{product['id']}", _("Product created."))
 
     @get("/products/{product_id:int}", name="staff-product", opt=CATALOGUE)
     async def product(self, request: Request, product_id: FromPath[int]) -> Template:
@@ -121,7 +106,7 @@ class CatalogueController(Controller):
         if errors:
             return await self._product_page(request, product, values, errors, status_code=422)
         url = f"/staff/catalogue/products/{product_id}"
-        return _saved(request, url, _("Product saved.")) or await self._product_page(
+        return saved_or_none(request, url, _("Product saved.")) or await self._product_page(
             request, product, admin.product_form_values(product), {}, message=_("Product saved."))
 
     @post("/products/{product_id:int}/stock", name="staff-product-stock", opt=CATALOGUE, status_code=200)
@@ -139,7 +124,7 @@ class CatalogueController(Controller):
         if errors or parsed is None:
             return await self._panel(request, product, STOCK_PANEL, 422, stock_values=values, stock_errors=errors)
         message = _("Stock changed by %(delta)s.", delta=f"{parsed[0]:+d}")
-        return _saved(request, f"/staff/catalogue/products/{product_id}", message) or await self._panel(
+        return saved_or_none(request, f"/staff/catalogue/products/{product_id}", message) or await self._panel(
             request, product, STOCK_PANEL, 200, stock_message=message)
 
     @post("/products/{product_id:int}/image", name="staff-product-image", opt=CATALOGUE, status_code=200,
@@ -163,7 +148,7 @@ class CatalogueController(Controller):
         except admin.NotFound:
             raise NotFoundException("unknown product") from None
         message = _("Image replaced.")
-        return _saved(request, f"/staff/catalogue/products/{product_id}", message) or await self._panel(
+        return saved_or_none(request, f"/staff/catalogue/products/{product_id}", message) or await self._panel(
             request, product, IMAGE_PANEL, 200, image_message=message)
 
     @get("/categories", name="staff-categories", opt=CATALOGUE)
@@ -183,7 +168,7 @@ class CatalogueController(Controller):
             await admin.create_category(current_staff(request), data)
         except admin.CatalogueError as exc:
             return self._category_page(request, None, values, exc.errors, status_code=422)
-        return _created(request, "/staff/catalogue/categories", _("Category created."))
+        return created_response(request, "/staff/catalogue/categories", _("Category created."))
 
     @get("/categories/{category_id:int}", name="staff-category", opt=CATALOGUE)
     async def category(self, request: Request, category_id: FromPath[int]) -> Template:
@@ -205,7 +190,7 @@ class CatalogueController(Controller):
         if errors:
             return self._category_page(request, category, values, errors, status_code=422)
         saved = {**category, "position": str(category["position"])}
-        return _saved(request, f"/staff/catalogue/categories/{category_id}", _("Category saved.")) or \
+        return saved_or_none(request, f"/staff/catalogue/categories/{category_id}", _("Category saved.")) or \
             self._category_page(request, category, saved, {}, message=_("Category saved."))
 
     # --- rendering: one product page holding three panels; htmx gets the acted-on panel alone ---
@@ -220,6 +205,7 @@ class CatalogueController(Controller):
         return staff_template(
             request, "staff/catalogue/product.html", fragment, status_code=status_code, product=product,
             values=values, errors=errors, message=message, categories=await admin.all_categories(),
+            vendors=await admin.vendor_choices(product["vendor"] if product else None),
             image_url=admin.image_url, **context,
         )
 

@@ -33,7 +33,7 @@ from shop.payments.tables import PaymentAttempt, PaymentEvent, Refund
 from shop.staff.auth import Role
 from shop.staff.guards import current_staff, roles
 from shop.staff.pages import staff_template
-from shop.web.pages import flash, is_htmx, provider_named, see_other
+from shop.web.pages import active_provider, app_settings, flash, is_htmx, provider_named, see_other
 
 PAGE_SIZE = 25
 STUCK_REFUND_AFTER = timedelta(hours=1)
@@ -416,6 +416,26 @@ class StaffOrdersController(Controller):
                     return await self._after(request, reference, _message("error", text))
                 return await self._after(request, reference, _message("info", _("Refund requested.")))
         return await self._after(request, reference, None, 422, refund_errors=errors, refund_form=values)
+
+    @post("/orders/{reference:str}/payment-link", name="staff-order-payment-link", opt=roles(Role.OPERATIONS))
+    async def payment_link(self, request: Request, reference: FromPath[str]) -> Response:
+        order = await self._order(reference)
+        channel = str((await request.form()).get("channel", ""))
+        try:
+            outcome = await actions.send_payment_link(order["id"], current_staff(request), await active_provider(request),
+                                                      app_settings(request).public_url, channel)
+        except actions.ActionError as exc:
+            return await self._after(request, reference, _message("error", exc.message), exc.status_code)
+        if outcome.unanswered:
+            text = _("The payment provider did not answer. The link may have been made: the re-check will tell.")
+            return await self._after(request, reference, _message("error", text))
+        if channel == "email":
+            text = _("Payment link sent by email to %(to)s: %(url)s", to=order["email"], url=outcome.url)
+        elif channel == "sms":
+            text = _("Payment link sent by SMS to %(to)s: %(url)s", to=order["phone"], url=outcome.url)
+        else:
+            text = _("Payment link made. Send it to the customer: %(url)s", url=outcome.url)
+        return await self._after(request, reference, _message("info", text))
 
     @get("/attention", name="staff-attention", opt=roles(Role.OPERATIONS, Role.FINANCE))
     async def attention(self, request: Request) -> Response:

@@ -6,6 +6,7 @@ from shop.staff.reports_controllers import AuditController, ReportsController
 from shop.staff.emails import EmailsController
 from shop.staff.accounts import AccountsController
 from shop.staff.orders import StaffOrdersController
+from shop.staff.vendors import VendorsController
 
 STAFF_HANDLERS: list[object] = [
     StaffAuthController,
@@ -16,4 +17,5 @@ STAFF_HANDLERS: list[object] = [
     EmailsController,
     AccountsController,
     StaffOrdersController,
+    VendorsController,
 ]

@@ -4,32 +4,21 @@ by the re-check with the same idempotency key and never refunds twice."""
 from __future__ import annotations
 
 import re
-import secrets
-import subprocess
-import sys
+from typing import Iterator
 
 import httpx
 import pytest
 
 from shop.money import fils_to_str
 from tests.flows.conftest import checkout, pay, stats
-from tests.support import wait_until as wait_for, CSRF_FIELD, ROOT, shop_env
-
-PASSWORD = "finance password for flows"
+from tests.flows.staff_session import signed_in_staff
+from tests.support import wait_until as wait_for, CSRF_FIELD
 
 
 @pytest.fixture()
-def staff(shop: str, database_url: str):
+def staff(shop: str, database_url: str) -> Iterator[httpx.Client]:
     """A finance account made with `shop createstaff`, signed in over HTTP."""
-    email = f"finance-{secrets.token_hex(4)}@example.com"
-    made = subprocess.run([sys.executable, "-m", "shop", "createstaff", email, "--role", "finance", "--password-stdin"],
-                          input=PASSWORD + "\n", capture_output=True, text=True, cwd=ROOT,
-                          env=shop_env(database_url), timeout=60)
-    assert made.returncode == 0, made.stderr
-    with httpx.Client(base_url=shop, timeout=30, follow_redirects=False) as client:
-        token = CSRF_FIELD.search(client.get("/staff/login").text).group(1)
-        signed = client.post("/staff/login", data={"email": email, "password": PASSWORD, "_csrf_token": token})
-        assert signed.status_code == 303
+    with signed_in_staff(shop, database_url, "finance") as client:
         yield client
 
 

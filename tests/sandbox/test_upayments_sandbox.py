@@ -517,6 +517,40 @@ async def test_multi_vendor_split(upay: Upay) -> None:
     assert refused.status_code == 400 and "sum of extraMerchantData" in refused.json()["message"]
 
 
+async def test_a_split_payment_is_refunded_vendor_by_vendor(upay: Upay) -> None:
+    adapter = upay.adapter()
+    splits = (VendorSplit("v1", IBAN_A, 8000, 500), VendorSplit("v2", IBAN_B, 4500, 0))
+    started = await adapter.start_payment(upay.request(amount_fils=12500, splits=splits))
+    upay.pay(started.redirect_url)
+    track_id = started.provider_payment_id or ""
+    refund_order_id = upay.status(track_id)["refund_order_id"]
+    # Asked plainly, UPayments answers what each vendor IBAN can give back and refunds nothing yet.
+    asked = upay.client.post(f"{upay.api}/create-refund", json={"orderId": refund_order_id, "totalPrice": 1})
+    data = asked.json()["data"]
+    assert data["isMultivendorRefund"] is True and "refundOrderId" not in data
+    assert [(e["ibanNumber"], e["totalPaid"], e["remainingLimit"]) for e in data["refundPayload"]] == [
+        (IBAN_A, "8.000", "8.000"), (IBAN_B, "4.500", "4.500")]
+    # The adapter then says how much to take from each, in proportion: 2.500 is 1.600 + 0.900.
+    first = await adapter.refund(_refund(track_id, 2500))
+    assert re.match(r"^\d{12}$", first.provider_refund_id or "")
+    upay.wait_until(lambda: upay.client.get(
+        f"{upay.api}/check-refund-status/{first.provider_refund_id}").json()["data"]["totalPrice"] == "2.500")
+    again = upay.client.post(f"{upay.api}/create-refund", json={"orderId": refund_order_id, "totalPrice": 1})
+    assert [(e["refundedAmount"], e["remainingLimit"]) for e in again.json()["data"]["refundPayload"]] == [
+        ("1.600", "6.400"), ("0.900", "3.600")]
+    with pytest.raises(ProviderRejected, match="cannot give back"):
+        await adapter.refund(_refund(track_id, 10001))
+    # A vendor's part beyond what it still holds is refused by UPayments itself.
+    payload = [{**e, "amountToRefund": 7} for e in again.json()["data"]["refundPayload"]]
+    over = upay.client.post(f"{upay.api}/create-multivendor-refund",
+                            json={"orderId": refund_order_id, "refundPayload": payload})
+    assert over.status_code == 400 and "remaining limit" in over.json()["message"]
+    rest = await adapter.refund(_refund(track_id, 10000))
+    assert rest.provider_refund_id and rest.provider_refund_id != first.provider_refund_id
+    final = upay.client.post(f"{upay.api}/create-refund", json={"orderId": refund_order_id, "totalPrice": 1})
+    assert [e["remainingLimit"] for e in final.json()["data"]["refundPayload"]] == ["0.000", "0.000"]
+
+
 async def test_upayments_own_page_by_session_id(upay: Upay) -> None:
     body = upay.body()
     del body["paymentGateway"]

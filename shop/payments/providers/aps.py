@@ -423,6 +423,18 @@ class ApsProvider(Provider):
 
     # -- payment links ----------------------------------------------------------------------
 
+    async def create_link(self, request: PaymentRequest, channel: str, expires_at: datetime) -> StartedPayment:
+        """A payment link under the attempt's merchant reference: its payment is a PURCHASE of that
+        reference, so the return, the feedback and CHECK_STATUS find the attempt as usual."""
+        kinds = {"link": "NONE", "email": "EMAIL", "sms": "SMS"}
+        if channel not in kinds:
+            raise ProviderRejected(f"a payment link is sent by {', '.join(kinds)}, not {channel!r}")
+        link = await self.create_payment_link(
+            request.merchant_reference, request.amount_fils, request.language, request.customer_email, expires_at,
+            return_url=request.return_url, description=request.description, notification_type=kinds[channel],
+            customer_phone=request.customer_phone)
+        return StartedPayment(provider_payment_id=None, redirect_url=link, raw={"payment_link": link})
+
     async def create_payment_link(
         self,
         order_reference: str,

@@ -3,12 +3,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Mapping
 
 import httpx
 
 from shop.payments.states import PaymentStatus
 from shop.settings import Settings
+
+# How a payment link reaches the customer: shown to staff only, or also sent by email or SMS.
+LINK_CHANNELS = ("link", "email", "sms")
+
 
 class ProviderError(Exception):
     """Base of what an adapter raises."""
@@ -36,6 +41,8 @@ class Capabilities:
     partial_refunds: bool
     expiry_seconds: int
     payment_links: bool = False
+    # Pays each vendor's share straight to its IBAN (UPayments `extraMerchantData`).
+    vendor_splits: bool = False
     # Some providers need the minor-unit amount to end in zero (Checkout.com, 3-decimal currencies).
     amount_step_fils: int = 1
 
@@ -175,6 +182,12 @@ class Provider(ABC):
     @abstractmethod
     async def refund(self, request: RefundRequest) -> RefundResult:
         """Ask for a refund (idempotent by key). Raises ProviderUnavailable or ProviderRejected."""
+
+    async def create_link(self, request: PaymentRequest, channel: str, expires_at: datetime) -> StartedPayment:
+        """A payment link for a payment started by staff (`capabilities.payment_links`), sent by
+        `channel` (LINK_CHANNELS). The link's payment returns and notifies like any other payment
+        of `request.merchant_reference`. Raises ProviderRejected or ProviderUnavailable."""
+        raise ProviderRejected(f"{self.slug} has no payment links")
 
     async def inquire_refund(self, provider_refund_id: str) -> Observation | None:
         """A refund's outcome, for providers whose refund news may not come by signed webhook.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Mapping
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -31,6 +32,7 @@ from shop.payments.providers.base import (
 )
 from shop.payments.providers.http import call_json
 from shop.payments.states import PaymentStatus as P
+from shop.vendors.splits import SplitError, allocate_refund
 
 # `result` of a transaction (providers.md 4.7). Anything else, null included, is still open.
 STATUS = {
@@ -169,7 +171,7 @@ class UpaymentsProvider(Provider):
         webhook_verification="none exists: every notification is confirmed by GET get-payment-status",
         inquiry=True, refunds=True, partial_refunds=True,
         # UPayments documents no window [unconfirmed]: the KNET page's 7 minutes (providers.md 4.9).
-        expiry_seconds=7 * 60, payment_links=True,
+        expiry_seconds=7 * 60, payment_links=True, vendor_splits=True,
     )
 
     @property
@@ -286,6 +288,13 @@ class UpaymentsProvider(Provider):
         return InvoiceLink(url=link, invoice_id=invoice_id, notification_type=notification_type,
                            provider_payment_id=payment_id, raw=answer)
 
+    async def create_link(self, request: PaymentRequest, channel: str, expires_at: datetime) -> StartedPayment:
+        """An invoice (`create-invoice`); UPayments documents no expiry, so `expires_at` only bounds
+        how long the shop keeps asking about it."""
+        invoice = await self.create_invoice(request, channel)
+        return StartedPayment(provider_payment_id=invoice.provider_payment_id, redirect_url=invoice.url,
+                              raw=invoice.raw)
+
     # -- returns and notifications ----------------------------------------------------------
 
     def parse_return(self, params: Mapping[str, str]) -> ReturnHint:
@@ -399,7 +408,8 @@ class UpaymentsProvider(Provider):
     # -- refunds ----------------------------------------------------------------------------
 
     async def refund(self, request: RefundRequest) -> RefundResult:
-        """`create-refund` against the payment's refund order id (from the status call).
+        """`create-refund` against the payment's refund order id (from the status call); for a
+        payment split between vendors, then `create-multivendor-refund` with each vendor's part.
 
         Asynchronous: KNET refunds complete within 4 hours; follow them with `inquire_refund`.
         Not idempotent (UPayments documents no key): a retry after a timeout must first look
@@ -419,7 +429,28 @@ class UpaymentsProvider(Provider):
         }
         reply = await self._call("POST", "create-refund", body)
         data = reply["data"]
+        if data.get("isMultivendorRefund") is True:
+            # A split payment: UPayments answers what each vendor IBAN can give back, and the refund
+            # is made by saying how much to take from each (providers.md 4.8).
+            body["refundPayload"] = self.vendor_refund_payload(request.amount_fils, data.get("refundPayload"))
+            reply = await self._call("POST", "create-multivendor-refund", body)
+            data = reply["data"]
         return RefundResult(provider_refund_id=_text(data.get("refundOrderId")) or None, status="pending", raw=reply)
+
+    @staticmethod
+    def vendor_refund_payload(amount_fils: int, payload: Any) -> list[dict[str, Any]]:
+        """`refundPayload` with `amountToRefund` filled in, shared in proportion to each entry's
+        `remainingLimit` (see `allocate_refund`). Raises ProviderRejected for a payload we cannot use."""
+        if not isinstance(payload, list) or not payload or not all(isinstance(e, dict) for e in payload):
+            raise ProviderRejected("multi-vendor refund without a refundPayload")
+        remaining = [amount_to_fils(entry.get("remainingLimit")) for entry in payload]
+        if any(r is None for r in remaining):
+            raise ProviderRejected("multi-vendor refund with an unreadable remainingLimit")
+        try:
+            parts = allocate_refund(amount_fils, [int(r) for r in remaining if r is not None])
+        except SplitError as exc:
+            raise ProviderRejected(f"the vendors cannot give back this much: {exc}") from exc
+        return [{**entry, "amountToRefund": fils_to_decimal(part)} for entry, part in zip(payload, parts)]
 
     async def inquire_refund(self, refund_order_id: str) -> Observation:
         """One refund's state (`check-refund-status/{refundOrderId}`). Raises ProviderError."""
