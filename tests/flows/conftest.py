@@ -7,10 +7,18 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
+from tests.conftest import BACKENDS, migrated_database
 from tests.support import CSRF_FIELD, live_server
 from tests.unit.test_forms import VALID
 
 APPROVED_CARD, DECLINED_CARD, PIN = "8888880000000001", "8888880000000002", "1234"
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Its own database: flows add products (vendor flows) and sell stock the storefront tests
+    count on."""
+    yield from migrated_database(request, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
