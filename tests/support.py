@@ -33,13 +33,13 @@ def require_all() -> bool:
 
 def shop_env(database_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHOP_")}
-    env.update(
-        SHOP_ENV="test",
-        SHOP_DATABASE_URL=database_url,
-        SHOP_SECRET_KEY=TEST_SECRET,
-        SHOP_DB_POOL_SIZE="2",
+    env.update({  # `extra` may override the defaults (a production shop sets SHOP_ENV)
+        "SHOP_ENV": "test",
+        "SHOP_DATABASE_URL": database_url,
+        "SHOP_SECRET_KEY": TEST_SECRET,
+        "SHOP_DB_POOL_SIZE": "2",
         **extra,
-    )
+    })
     return env
 
 
