@@ -31,7 +31,7 @@ from shop.staff.routes import STAFF_HANDLERS
 from shop.staff.guards import StaffLoginRequired, login_redirect, staff_guard
 from shop.web.errors import EXCEPTION_HANDLERS
 from shop.web.health import healthz
-from shop.web.middleware import LanguageMiddleware, security_headers_hook
+from shop.web.middleware import BodyLimitMiddleware, LanguageMiddleware, StrictCSRFMiddleware, security_headers_hook
 from shop.web.templating import template_config
 
 SESSION_MAX_AGE_S = 14 * 24 * 3600
@@ -108,8 +108,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         handlers.append(create_sandbox_router(settings))
     return Litestar(
         route_handlers=handlers,
-        middleware=[sessions.middleware, DefineMiddleware(LanguageMiddleware, secure_cookie=settings.production)],
-        csrf_config=csrf,
+        # The CSRF check is installed as app middleware (last, so innermost, where Litestar puts
+        # its own) rather than through `csrf_config`, so a malformed token is a 403, not a 500.
+        middleware=[BodyLimitMiddleware, sessions.middleware,
+                    DefineMiddleware(LanguageMiddleware, secure_cookie=settings.production),
+                    DefineMiddleware(StrictCSRFMiddleware, config=csrf)],
         plugins=[HTMXPlugin()],
         template_config=template_config(),
         exception_handlers={**EXCEPTION_HANDLERS, StaffLoginRequired: login_redirect},  # type: ignore[dict-item]

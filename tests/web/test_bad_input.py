@@ -88,3 +88,28 @@ def test_wrong_method_is_405_not_500(client) -> None:
 def test_overlong_query_parameters_are_4xx(client) -> None:
     assert client.get("/products", params={"q": "x" * 5000}).status_code == 400
     assert client.get("/products", params={"page": "9" * 50}).status_code == 400
+
+
+@pytest.mark.parametrize("token", ["كلمة", "ä" * 70, "\u202e" + "a" * 70])
+def test_non_ascii_csrf_token_is_refused_not_500(client, product, db_snapshot, token: str) -> None:
+    client.get("/")
+    before = db_snapshot()
+    data = {"product_id": str(product["id"]), "quantity": "1"}
+    assert client.post("/cart/items", data={**data, "_csrf_token": token}).status_code == 403
+    assert client.post("/cart/items", data=data, headers={"x-csrftoken": token.encode()}).status_code == 403
+    assert db_snapshot() == before
+
+
+def test_a_file_sent_as_the_csrf_token_is_refused_not_500(client, product) -> None:
+    client.get("/")
+    response = client.post("/cart/items", data={"product_id": str(product["id"])},
+                           files={"_csrf_token": ("t.txt", b"token", "text/plain")})
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize("path", ["/webhooks/nobody", "/payments/nobody/return", "/sandbox/tap/v2/charges"])
+def test_declared_oversized_body_is_413_before_anything_else(client, path: str) -> None:
+    """Routes that would refuse for another reason first (unknown provider, no API key) still
+    tell the client its body was too large, without reading it."""
+    response = client.post(path, content=b"x" * 70_000, headers={"content-type": "application/json"})
+    assert response.status_code == 413
