@@ -29,6 +29,7 @@ class Route:
     path: str  # the template, e.g. /orders/{public_token:str}
     csrf: bool  # the CSRF check applies to this method and route
     roles: frozenset[Role] | None  # staff roles let in (owners always); None: no staff guard
+    body_limit: int = 0  # bytes of request body the route accepts
 
     @property
     def params(self) -> list[tuple[str, str]]:
@@ -53,7 +54,7 @@ def app_routes(shop: Shop) -> list[Route]:
             roles = frozenset(handler.opt.get("roles", ALL_ROLES)) | {Role.OWNER} if staff else None
             for method in handler.http_methods - {"HEAD", "OPTIONS"}:
                 csrf = method in STATE_CHANGING and not handler.opt.get("exclude_from_csrf")
-                found.add(Route(method, route.path, csrf, roles))
+                found.add(Route(method, route.path, csrf, roles, handler.resolve_request_max_body_size() or 0))
     return sorted(found, key=lambda r: (r.path, r.method))
 
 
