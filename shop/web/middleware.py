@@ -6,7 +6,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs
 
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, NotFoundException
 from litestar.middleware.csrf import CSRFMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -53,22 +53,35 @@ class LanguageMiddleware:
             i18n.current_language.reset(token)
 
 
-class BodyLimitMiddleware:
-    """A declared body larger than the route accepts is refused (413) before anything runs.
-    Litestar checks the limit only when a handler reads the body, so a guard, a signature
-    check or an unknown provider would otherwise answer first and the client never learn why."""
+class RequestLimitsMiddleware:
+    """Refuses, before anything runs, what no handler could use:
+    - a declared body larger than the route accepts (413). Litestar checks the limit only when a
+      handler reads the body, so a guard or an unknown provider would otherwise answer first;
+    - a NUL byte in the path or query (400): PostgreSQL text cannot hold one and the file system
+      refuses it, so it could only end as a 500."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = scope.get("route_handler")
-        declared = _header(scope, b"content-length") if scope["type"] == "http" else None
-        if handler is not None and declared and declared.isdigit():
-            limit = handler.resolve_request_max_body_size()
-            if limit and int(declared) > limit:
-                raise HTTPException(status_code=413, detail="request body too large")
+        if scope["type"] == "http":
+            if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+                raise HTTPException(status_code=400, detail="NUL byte in the address")
+            handler = scope.get("route_handler")
+            declared = _header(scope, b"content-length")
+            if handler is not None and declared and declared.isdigit():
+                limit = handler.resolve_request_max_body_size()
+                if limit and int(declared) > limit:
+                    raise HTTPException(status_code=413, detail="request body too large")
         await self.app(scope, receive, send)
+
+
+def servable_file(connection: Any, _handler: Any) -> None:
+    """Guard of the static and media routes: a name no file can have (a NUL byte, a part over
+    255 bytes) is not found, instead of an OS error (a 500)."""
+    path = connection.scope["path"]
+    if "\x00" in path or any(len(part.encode()) > 255 for part in path.split("/")):
+        raise NotFoundException()
 
 
 class StrictCSRFMiddleware(CSRFMiddleware):

@@ -113,3 +113,26 @@ def test_declared_oversized_body_is_413_before_anything_else(client, path: str) 
     tell the client its body was too large, without reading it."""
     response = client.post(path, content=b"x" * 70_000, headers={"content-type": "application/json"})
     assert response.status_code == 413
+
+
+@pytest.mark.parametrize("path", ["/products/a%00b", "/orders/a%00b", "/products?q=a%00b", "/staff/orders/a%00b",
+                                  "/static/a%00b", "/media/a%00b.png"])
+def test_nul_byte_in_the_address_is_400(client, path: str) -> None:
+    """PostgreSQL text cannot hold a NUL, nor can a file name: refused before any query or file
+    look-up (both were a 500)."""
+    response = client.get(path)
+    assert response.status_code == 400
+    assert "not valid" in response.text
+
+
+@pytest.mark.parametrize("path", ["/static/" + "%D9%83" * 200, "/media/" + "a" * 300 + ".png"])
+def test_file_names_too_long_for_any_file_system_are_404(client, path: str) -> None:
+    assert client.get(path).status_code == 404
+
+
+def test_nul_bytes_in_form_values_are_dropped(client) -> None:
+    """A sign-in with a NUL in the email is an ordinary refusal, not a database error."""
+    token = client.get("/staff/login").text.split('name="_csrf_token" value="')[1].split('"')[0]
+    response = client.post("/staff/login", data={"email": "a\x00b@example.com", "password": "x\x00",
+                                                 "_csrf_token": token})
+    assert response.status_code == 401
