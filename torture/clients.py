@@ -19,7 +19,8 @@ from torture.harness import Shop
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PARAM = re.compile(r"\{([a-z_]+):([a-z]+)\}")
-logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the figures
+for noisy in ("httpx", "piccolo"):  # a line per request or engine would drown the figures
+    logging.getLogger(noisy).setLevel(logging.WARNING)
 _staff_accounts: dict[tuple[str, Role], tuple[str, str]] = {}
 
 

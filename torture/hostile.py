@@ -25,7 +25,9 @@ from torture.harness import Shop
 from torture.registry import case
 
 CASE = "hostile"
-FULL_REQUESTS = 10_000  # per backend: the full script runs both, 20,000 in all
+# Per backend at full scale, 20,000 in all. On 2 cores PostgreSQL's server competes with the
+# shop's workers and the client, so it answers fewer per second: it gets the smaller share.
+FULL_REQUESTS = {"sqlite": 12_000, "postgres": 8_000}
 CONCURRENCY = 8
 # Sandbox test controls would change how the fake providers behave for everyone: not fuzzed.
 CONTROL = re.compile(r"^/sandbox/[a-z_]+/_(control|webhooks)")
@@ -296,7 +298,7 @@ def unhandled_in_log(shop: Shop, offset: int) -> int:
 @case(CASE, order=90)
 async def run(shop: Shop) -> list[Figure]:
     routes = [r for r in app_routes(shop) if not CONTROL.match(r.path) or r.method == "GET"]
-    total = shop.scaled(FULL_REQUESTS, minimum=3 * len(routes))
+    total = shop.scaled(FULL_REQUESTS[shop.backend], minimum=3 * len(routes))
     seed = int(os.environ.get("TORTURE_SEED", time.time_ns() % 1_000_000))
     log_offset = len(shop.log_path.read_text(encoding="utf-8", errors="replace"))
     started = time.monotonic()
