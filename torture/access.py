@@ -6,6 +6,7 @@ import math
 import re
 import secrets
 import string
+from typing import Callable
 
 import httpx
 
@@ -57,7 +58,7 @@ def refused(response: httpx.Response) -> bool:
     return response.status_code in (401, 403) or (response.status_code == 303 and location.startswith("/staff/login"))
 
 
-def sweep(client: httpx.Client, routes: list[Route], allowed: callable) -> tuple[int, int]:
+def sweep(client: httpx.Client, routes: list[Route], allowed: Callable[[Route], bool]) -> tuple[int, int]:
     """(requests let through that should have been refused, requests sent)."""
     let_through = sent = 0
     for route in routes:

@@ -18,8 +18,8 @@ from urllib.parse import quote
 import httpx
 
 from shop.staff.auth import Role
-from torture.clients import (Route, active_provider, app_routes, browser, make_active, page_token, place_order,
-                             staff_client)
+from torture.clients import (Route, active_provider, app_routes, browser, make_active, new_product, page_token,
+                             place_order, staff_client)
 from torture.figures import Figure, at_least, exactly
 from torture.harness import Shop
 from torture.registry import case
@@ -205,7 +205,7 @@ def request_plan(routes: list[Route], total: int, rng: random.Random) -> list[Ro
 async def fuzz(shop: Shop, routes: list[Route], total: int, seed: int) -> Tally:
     owner = staff_client(shop, Role.OWNER)
     with browser(shop) as customer:
-        place_order(customer, int(re.search(r'name="product_id" value="(\d+)"', customer.get("/products").text)[1]))
+        place_order(customer, new_product(owner, "Fuzz tea", "شاي")[0])
         fields, known = known_values(owner, customer)
         known["public_token"] = [re.search(r"/orders/([\w-]+)", customer.get("/checkout").headers["location"])[1]]
         # The shop refuses an owner's change to their own account, so every id is fair game.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import httpx
+from markupsafe import escape
 
 from shop.staff.auth import Role
 from tests.flows.conftest import pay
@@ -13,6 +14,7 @@ from torture.clients import active_provider, browser, make_active, new_product, 
 from torture.figures import Figure, at_least, exactly
 from torture.harness import Shop
 from torture.registry import case
+from torture.secrets_scan import outbox_bodies
 
 CASE = "xss"
 # Each fits the field it goes into after whitespace folding; numbered so a hit says which one.
@@ -55,7 +57,7 @@ def storefront_views(customer: httpx.Client, slug: str, product_id: int) -> dict
     return views
 
 
-def staff_views(owner: httpx.Client, product_id: int, order_path: str, reference: str) -> dict[str, httpx.Response]:
+def staff_views(owner: httpx.Client, product_id: int, reference: str) -> dict[str, httpx.Response]:
     views = {}
     for lang in ("en", "ar"):
         views[f"staff catalogue ({lang})"] = owner.get(f"/staff/catalogue?q=alert&lang={lang}")
@@ -86,21 +88,18 @@ async def run(shop: Shop) -> list[Figure]:
             started = place_order(customer, product_id, address)
             if started.status_code != 303:
                 raise RuntimeError(f"checkout with hostile address refused: {started.status_code} {started.text[:500]}")
+            order_url = str(pay(customer, started.headers["location"]).url)
             for lang in ("en", "ar"):
-                customer.get(f"/products?lang={lang}")
-                views[f"order page ({lang})"] = page = pay(customer, started.headers["location"]) if lang == "en" \
-                    else customer.get(str(views["order page (en)"].url))
-                views[f"order fragment ({lang})"] = customer.get(str(page.url), headers={"HX-Request": "true"})
-        order_path = str(views["order page (en)"].url)
+                views[f"order page ({lang})"] = customer.get(f"{order_url}?lang={lang}")
+                views[f"order fragment ({lang})"] = customer.get(order_url, headers={"HX-Request": "true"})
         reference = re.search(r"DM[A-Z0-9]+", views["order page (en)"].text).group(0)
-        views.update(staff_views(owner, product_id, order_path, reference))
+        views.update(staff_views(owner, product_id, reference))
     finally:
         make_active(owner, before)
-    from torture.secrets_scan import outbox_bodies
-
     emails = [body for body in await outbox_bodies(shop) if reference in body]
     owner.close()
-    shown = {label for label, r in views.items() if any(p in r.text or _escaped(p) in r.text for p in PAYLOADS.values())}
+    shown = {label for label, r in views.items()
+             if any(p in r.text or str(escape(p)) in r.text for p in PAYLOADS.values())}
     hits = {label: unescaped(r.text) for label, r in views.items() if "html" in r.headers.get("content-type", "")}
     hits = {label: found for label, found in hits.items() if found}
     for label, found in hits.items():
@@ -115,8 +114,3 @@ async def run(shop: Shop) -> list[Figure]:
         exactly(CASE, "receipt emails keeping the typed text exactly (plain text)", exact, 1),
     ]
 
-
-def _escaped(text: str) -> str:
-    from markupsafe import escape
-
-    return str(escape(text))
