@@ -13,7 +13,7 @@ import httpx
 from shop.staff.auth import Role
 from torture.clients import (Route, active_provider, app_routes, browser, make_active, new_product, page_token,
                              place_order, remember_cookies, staff_client)
-from torture.figures import Figure, at_least, at_most, exactly
+from torture.figures import Figure, at_least, exactly
 from torture.harness import Shop
 from torture.registry import case
 

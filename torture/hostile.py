@@ -72,12 +72,15 @@ class Fuzzer:
     fields: list[str]  # form field names the shop's own pages use
     known: dict[str, list[str]]  # real ids, slugs, tokens and references, so some requests hit real rows
 
+    def __post_init__(self) -> None:
+        self.real_values = [value for values in self.known.values() for value in values] or ["1"]
+
     def text(self) -> str:
         pick = self.rng.random()
         if pick < 0.55:
             return self.rng.choice(STRINGS)
         if pick < 0.75:
-            return self.rng.choice([v for values in self.known.values() for v in values] or ["1"])
+            return self.rng.choice(self.real_values)
         alphabet = self.rng.choice(["0123456789", "abcdef-_./%", "<>\"'&;=(){}[]\\ ", "كتبسلامابتث٠١٢",
                                     "".join(map(chr, range(32, 127)))])
         return "".join(self.rng.choice(alphabet) for _ in range(self.rng.randint(0, 80)))
