@@ -31,7 +31,9 @@ from shop.staff.routes import STAFF_HANDLERS
 from shop.staff.guards import StaffLoginRequired, login_redirect, staff_guard
 from shop.web.errors import EXCEPTION_HANDLERS
 from shop.web.health import healthz
-from shop.web.middleware import LanguageMiddleware, security_headers_hook
+from shop.web.request import ShopRequest
+from shop.web.middleware import (LanguageMiddleware, RequestLimitsMiddleware, StrictCSRFMiddleware,
+                                 security_headers_hook, servable_file)
 from shop.web.templating import template_config
 
 SESSION_MAX_AGE_S = 14 * 24 * 3600
@@ -86,6 +88,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         path="/static",
         directories=[STATIC_DIR],
         name="static",
+        guards=[servable_file],
         cache_control=CacheControlHeader(max_age=STATIC_MAX_AGE_S, public=True),
         include_in_schema=False,
     )
@@ -95,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         path="/media",
         directories=[settings.media_path],
         name="media",
+        guards=[servable_file],
         cache_control=CacheControlHeader(max_age=STATIC_MAX_AGE_S, public=True),
         include_in_schema=False,
     )
@@ -108,8 +112,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         handlers.append(create_sandbox_router(settings))
     return Litestar(
         route_handlers=handlers,
-        middleware=[sessions.middleware, DefineMiddleware(LanguageMiddleware, secure_cookie=settings.production)],
-        csrf_config=csrf,
+        # The CSRF check is installed as app middleware (last, so innermost, where Litestar puts
+        # its own) rather than through `csrf_config`, so a malformed token is a 403, not a 500.
+        middleware=[RequestLimitsMiddleware, sessions.middleware,
+                    DefineMiddleware(LanguageMiddleware, secure_cookie=settings.production),
+                    DefineMiddleware(StrictCSRFMiddleware, config=csrf)],
         plugins=[HTMXPlugin()],
         template_config=template_config(),
         exception_handlers={**EXCEPTION_HANDLERS, StaffLoginRequired: login_redirect},  # type: ignore[dict-item]
@@ -117,6 +124,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_startup=[start],
         on_shutdown=[stop],
         request_max_body_size=settings.max_body_bytes,
+        request_class=ShopRequest,
         openapi_config=None,
         debug=False,
         state=State({"settings": settings}),

@@ -33,22 +33,24 @@ def require_all() -> bool:
 
 def shop_env(database_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHOP_")}
-    env.update(
-        SHOP_ENV="test",
-        SHOP_DATABASE_URL=database_url,
-        SHOP_SECRET_KEY=TEST_SECRET,
-        SHOP_DB_POOL_SIZE="2",
+    env.update({  # `extra` may override the defaults (a production shop sets SHOP_ENV)
+        "SHOP_ENV": "test",
+        "SHOP_DATABASE_URL": database_url,
+        "SHOP_SECRET_KEY": TEST_SECRET,
+        "SHOP_DB_POOL_SIZE": "2",
         **extra,
-    )
+    })
     return env
 
 
-def run_shop(database_url: str, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run the real `shop` command (python -m shop) against a database."""
+def run_shop(database_url: str, *args: str, check: bool = True, input: str | None = None,
+             **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the real `shop` command (python -m shop) against a database; `input` goes to its stdin."""
     return subprocess.run(
         [sys.executable, "-m", "shop", *args],
         cwd=ROOT,
         env=shop_env(database_url, **env),
+        input=input,
         capture_output=True,
         text=True,
         timeout=120,
@@ -107,7 +109,8 @@ def live_server(database_url: str, workers: int = 1, port: int | None = None, lo
     base URL. Output goes to `log_path`. The process group is stopped afterwards, workers included."""
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
-    env = shop_env(database_url, SHOP_PUBLIC_URL=base_url, **extra_env)
+    # SHOP_PUBLIC_URL may be overridden (a production shop must call itself https://).
+    env = shop_env(database_url, **{"SHOP_PUBLIC_URL": base_url, **extra_env})
     log_path = log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"shop-live-{port}.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(

@@ -9,7 +9,6 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import NotFoundException
-from litestar.params import Parameter
 
 from shop.db import is_postgres, is_unique_violation, write_transaction
 from shop.i18n import gettext as _
@@ -27,7 +26,7 @@ from shop.staff.guards import current_staff, roles
 from shop.staff.pages import staff_template
 from shop.clock import kuwait_time_text
 from shop.staff.tables import StaffSession, StaffUser
-from shop.web.pages import flash, is_htmx, see_other
+from shop.web.pages import RowId, flash, is_htmx, see_other
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ACCOUNT_COLUMNS = (StaffUser.id, StaffUser.email, StaffUser.role, StaffUser.active, StaffUser.created_at,
@@ -180,7 +179,7 @@ class AccountsController(Controller):
         return self._done(request, message) or await self._page(request, notice=message)
 
     @post("/{account_id:int}", name="staff-account-update", opt=roles(), status_code=200)
-    async def update(self, request: Request, account_id: int = Parameter(ge=1, le=2**62)) -> Response:
+    async def update(self, request: Request, account_id: RowId) -> Response:
         form = await request.form()
         role = str(form.get("role", ""))[:20] or None
         active = _flag(form.get("active")) if "active" in form else None

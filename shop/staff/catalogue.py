@@ -7,7 +7,6 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.exceptions import NotFoundException
 from litestar.params import QueryParameter
-from litestar.params import FromPath
 from litestar.response import Template
 
 from shop.catalog import admin
@@ -16,7 +15,7 @@ from shop.staff.auth import Role
 from shop.staff.guards import current_staff, roles
 from shop.staff.pages import created_response, saved_or_none, staff_template
 from shop.web.errors import UserError
-from shop.web.pages import app_settings
+from shop.web.pages import RowId, app_settings
 
 CATALOGUE = roles(Role.OPERATIONS)
 # The image itself plus the form's other fields and multipart framing.
@@ -88,12 +87,12 @@ class CatalogueController(Controller):
         return created_response(request, f"/staff/catalogue/products/{product['id']}", _("Product created."))
 
     @get("/products/{product_id:int}", name="staff-product", opt=CATALOGUE)
-    async def product(self, request: Request, product_id: FromPath[int]) -> Template:
+    async def product(self, request: Request, product_id: RowId) -> Template:
         product = await _product_or_404(product_id)
         return await self._product_page(request, product, admin.product_form_values(product), {})
 
     @post("/products/{product_id:int}", name="staff-product-update", opt=CATALOGUE, status_code=200)
-    async def update_product(self, request: Request, product_id: FromPath[int]) -> Response:
+    async def update_product(self, request: Request, product_id: RowId) -> Response:
         product = await _product_or_404(product_id)
         data, errors, values = admin.validate_product(await request.form())
         if data is not None:
@@ -110,7 +109,7 @@ class CatalogueController(Controller):
             request, product, admin.product_form_values(product), {}, message=_("Product saved."))
 
     @post("/products/{product_id:int}/stock", name="staff-product-stock", opt=CATALOGUE, status_code=200)
-    async def adjust_stock(self, request: Request, product_id: FromPath[int]) -> Response:
+    async def adjust_stock(self, request: Request, product_id: RowId) -> Response:
         product = await _product_or_404(product_id)
         parsed, errors, values = admin.validate_adjustment(await request.form())
         if parsed is not None:
@@ -129,7 +128,7 @@ class CatalogueController(Controller):
 
     @post("/products/{product_id:int}/image", name="staff-product-image", opt=CATALOGUE, status_code=200,
           request_max_body_size=UPLOAD_BODY_LIMIT)
-    async def upload_image(self, request: Request, product_id: FromPath[int]) -> Response:
+    async def upload_image(self, request: Request, product_id: RowId) -> Response:
         product = await _product_or_404(product_id)
         upload = (await request.form()).get("image")
         if not isinstance(upload, UploadFile):
@@ -171,13 +170,13 @@ class CatalogueController(Controller):
         return created_response(request, "/staff/catalogue/categories", _("Category created."))
 
     @get("/categories/{category_id:int}", name="staff-category", opt=CATALOGUE)
-    async def category(self, request: Request, category_id: FromPath[int]) -> Template:
+    async def category(self, request: Request, category_id: RowId) -> Template:
         category = await _category_or_404(category_id)
         values = {**category, "position": str(category["position"])}
         return self._category_page(request, category, values, {})
 
     @post("/categories/{category_id:int}", name="staff-category-update", opt=CATALOGUE, status_code=200)
-    async def update_category(self, request: Request, category_id: FromPath[int]) -> Response:
+    async def update_category(self, request: Request, category_id: RowId) -> Response:
         category = await _category_or_404(category_id)
         data, errors, values = admin.validate_category(await request.form())
         if data is not None:

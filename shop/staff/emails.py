@@ -10,7 +10,6 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import NotFoundException
-from litestar.params import Parameter
 
 from shop.db import write_transaction
 from shop.i18n import gettext as _
@@ -22,7 +21,7 @@ from shop.staff.auth import Role, Staff
 from shop.staff.guards import current_staff, roles
 from shop.staff.pages import staff_template
 from shop.web.errors import UserError
-from shop.web.pages import app_settings, flash, is_htmx, see_other
+from shop.web.pages import RowId, app_settings, flash, is_htmx, see_other
 
 
 class EmailNotFound(LookupError):
@@ -92,7 +91,7 @@ class EmailsController(Controller):
                               notice="", **_labels())
 
     @post("/{email_id:int}/resend", name="staff-email-resend", opt=roles(Role.OPERATIONS), status_code=200)
-    async def resend(self, request: Request, email_id: int = Parameter(ge=1, le=2**62)) -> Response:
+    async def resend(self, request: Request, email_id: RowId) -> Response:
         try:
             row = await requeue_email(current_staff(request), email_id)
         except EmailNotFound:

@@ -8,7 +8,7 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath
+from shop.web.pages import RowId
 from litestar.response import Template
 
 from shop.i18n import gettext as _
@@ -51,12 +51,12 @@ class VendorsController(Controller):
         return created_response(request, "/staff/vendors", _("Vendor created."))
 
     @get("/{vendor_id:int}", name="staff-vendor", opt=OWNERS)
-    async def vendor(self, request: Request, vendor_id: FromPath[int]) -> Template:
+    async def vendor(self, request: Request, vendor_id: RowId) -> Template:
         vendor = await _vendor_or_404(vendor_id)
         return self._page(request, vendor, vendors.vendor_form_values(vendor), {})
 
     @post("/{vendor_id:int}", name="staff-vendor-update", opt=OWNERS, status_code=200)
-    async def update_vendor(self, request: Request, vendor_id: FromPath[int]) -> Response:
+    async def update_vendor(self, request: Request, vendor_id: RowId) -> Response:
         vendor = await _vendor_or_404(vendor_id)
         data, errors, values = vendors.validate_vendor(await request.form())
         if data is not None:

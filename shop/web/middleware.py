@@ -1,9 +1,13 @@
-"""Pure ASGI middleware: the request's language, and security headers on every response."""
+"""Pure ASGI middleware: the request's language, body limits, the CSRF check, and security
+headers on every response."""
 from __future__ import annotations
 
 from http.cookies import SimpleCookie
+from typing import Any
 from urllib.parse import parse_qs
 
+from litestar.exceptions import HTTPException, NotFoundException
+from litestar.middleware.csrf import CSRFMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from shop import i18n
@@ -47,6 +51,47 @@ class LanguageMiddleware:
             await self.app(scope, receive, send_with_cookie)
         finally:
             i18n.current_language.reset(token)
+
+
+class RequestLimitsMiddleware:
+    """Refuses, before anything runs, what no handler could use:
+    - a declared body larger than the route accepts (413). Litestar checks the limit only when a
+      handler reads the body, so a guard or an unknown provider would otherwise answer first;
+    - a NUL byte in the path or query (400): PostgreSQL text cannot hold one and the file system
+      refuses it, so it could only end as a 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+                raise HTTPException(status_code=400, detail="NUL byte in the address")
+            handler = scope.get("route_handler")
+            declared = _header(scope, b"content-length")
+            if handler is not None and declared and declared.isdigit():
+                limit = handler.resolve_request_max_body_size()
+                if limit and int(declared) > limit:
+                    raise HTTPException(status_code=413, detail="request body too large")
+        await self.app(scope, receive, send)
+
+
+def servable_file(connection: Any, _handler: Any) -> None:
+    """Guard of the static and media routes: a name no file can have (a NUL byte, a part over
+    255 bytes) is not found, instead of an OS error (a 500)."""
+    path = connection.scope["path"]
+    if "\x00" in path or any(len(part.encode()) > 255 for part in path.split("/")):
+        raise NotFoundException()
+
+
+class StrictCSRFMiddleware(CSRFMiddleware):
+    """Litestar's CSRF check, refusing (403) instead of failing (500) on a token that is not plain
+    ASCII text: compare_digest raises on non-ASCII strings, and a form file is no token."""
+
+    def _csrf_tokens_match(self, request_csrf_token: Any, cookie_csrf_token: Any) -> bool:
+        if not all(isinstance(t, str) and t.isascii() for t in (request_csrf_token, cookie_csrf_token)):
+            return False
+        return super()._csrf_tokens_match(request_csrf_token, cookie_csrf_token)
 
 
 def security_headers(production: bool) -> list[tuple[bytes, bytes]]:

@@ -1,9 +1,10 @@
 """Helpers every controller uses: the shared page context, flash messages, htmx detection."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request
+from litestar.params import Parameter
 from litestar.response import Redirect
 
 from shop.cart.services import item_count
@@ -15,6 +16,11 @@ from shop.settings import Settings
 CART_SESSION_KEY = "cart"
 LAST_ORDER_SESSION_KEY = "order"
 FLASH_SESSION_KEY = "flash"
+
+# Row ids in URLs: PostgreSQL's serial columns are 32-bit, so a larger number names no row and
+# must be refused (400) before it reaches a driver that would fail on it (a 500).
+MAX_ROW_ID = 2**31 - 1
+RowId = Annotated[int, Parameter(ge=1, le=MAX_ROW_ID)]
 
 
 def app_settings(request: Request) -> Settings:

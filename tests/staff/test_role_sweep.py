@@ -66,3 +66,17 @@ def test_each_role_reaches_only_its_routes(staff_client, settings, role: Role) -
         else:
             assert response.status_code == 403, (role, method, path, response.status_code)
         assert response.headers.get("cache-control") == "no-store", (method, path)
+
+
+@pytest.mark.parametrize("row_id", ["0", "2147483648", "9223372036854775808", "9" * 30])
+def test_ids_no_row_can_have_are_4xx_not_500(staff_client, settings, row_id: str) -> None:
+    """A number past the database's id range must not reach the driver (PostgreSQL's serial is
+    32-bit; SQLite overflows past 64 bits)."""
+    client = staff_client(Role.OWNER)
+    for route in create_app(settings).routes:
+        if ":int}" not in route.path:
+            continue
+        path = re.sub(r"\{[a-z_]+:int\}", row_id, route.path)
+        for method in ("GET", "POST"):
+            response = send(client, method, path)
+            assert 400 <= response.status_code < 500, (method, path, response.status_code)
