@@ -27,6 +27,8 @@ class Shop:
     log_path: Path
     scale: float = 1.0
     work_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="shop-torture-")))
+    # Catalogue products a case has taken for itself, so cases never share stock.
+    claimed_products: set[int] = field(default_factory=set)
 
     def scaled(self, n: int, minimum: int = 1) -> int:
         return max(minimum, round(n * self.scale))

@@ -1,0 +1,162 @@
+"""Driving purchases over HTTP the way a browser does, for every provider: the cart, the Pay
+press, the provider's hosted KNET page, and the way back. Shared by the money/stock cases.
+
+`Customer.to_provider_and_back()` walks redirects and auto-submitting forms up to the shop's
+return URL and stops there, so a case decides when (and whether) the customer comes back."""
+from __future__ import annotations
+
+import html
+import re
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator
+
+import httpx
+
+from tests.support import CSRF_FIELD
+from tests.unit.test_forms import VALID
+from torture import db
+from torture.harness import Shop
+
+APPROVED_CARD, DECLINED_CARD, PIN = "8888880000000001", "8888880000000002", "1234"
+HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
+AUTO_FORM = re.compile(r'<form[^>]+action="([^"]+)"[^>]*data-autosubmit')
+CARD_FORM = re.compile(r'<form[^>]+action="([^"]+)"[^>]*>(?=(?:(?!</form>).)*name="card_number")', re.S)
+STATES = re.compile(r'data-order-status="([a-z_]+)"[^>]*data-payment-status="([a-z_]*)"', re.S)
+ORDER_PATH = re.compile(r"/orders/[A-Za-z0-9_-]+")
+
+
+def sandbox_of(provider: str) -> str:
+    """Both Checkout.com flavours share one sandbox."""
+    return "checkout" if provider == "checkout_setup" else provider
+
+
+def timeout() -> httpx.Timeout:
+    return httpx.Timeout(30.0, connect=5.0)
+
+
+class WalkError(RuntimeError):
+    """The browser's way through the provider did not look like any provider's."""
+
+
+@dataclass(frozen=True)
+class Back:
+    """The request that brings the customer back to the shop (not sent yet)."""
+
+    method: str
+    url: str
+    data: dict[str, str] | None = None
+
+
+class Customer:
+    """One browser: its own cookies (session, cart), never following redirects by itself."""
+
+    def __init__(self, shop: Shop) -> None:
+        self.shop = shop
+        self.client = httpx.AsyncClient(base_url=shop.base_url, follow_redirects=False, timeout=timeout())
+        self._token = ""
+
+    async def __aenter__(self) -> "Customer":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.aclose()
+
+    async def token(self) -> str:
+        if not self._token:
+            self._token = CSRF_FIELD.search((await self.client.get("/products")).text).group(1)
+        return self._token
+
+    async def add(self, product_id: int, quantity: int = 1) -> httpx.Response:
+        return await self.client.post("/cart/items", data={"product_id": str(product_id), "quantity": str(quantity),
+                                                           "_csrf_token": await self.token()})
+
+    async def press_pay(self) -> httpx.Response:
+        return await self.client.post("/checkout", data={**VALID, "_csrf_token": await self.token()})
+
+    async def to_provider_and_back(self, started: httpx.Response, card: str = APPROVED_CARD,
+                                   action: str = "pay") -> Back:
+        """From the Pay press's answer, through the provider's pages, to the shop's return request."""
+        response = started
+        own_return = f"{self.shop.base_url}/payments/"
+        for _ in range(12):
+            text = response.text if response.status_code == 200 else ""
+            if response.status_code in (301, 302, 303):
+                url = str(response.url.join(response.headers["location"]))
+                if url.startswith(own_return) or ORDER_PATH.match(httpx.URL(url).path or ""):
+                    return Back("GET", url)
+                response = await self.client.get(url)
+            elif (form := AUTO_FORM.search(text)) is not None:
+                url = str(response.url.join(html.unescape(form.group(1))))
+                fields = {k: html.unescape(v) for k, v in HIDDEN.findall(text)}
+                if url.startswith(own_return):
+                    return Back("POST", url, fields)
+                response = await self.client.post(url, data=fields)
+            elif (form := CARD_FORM.search(text)) is not None:
+                url = str(response.url.join(html.unescape(form.group(1))))
+                response = await self.client.post(url, data={
+                    "bank": "KNET1", "card_number": card, "expiry_month": "09", "expiry_year": "2030",
+                    "pin": PIN if card else "", "action": action})
+            else:
+                raise WalkError(f"{response.request.method} {response.request.url} -> {response.status_code}: "
+                                f"{response.text[:300]}")
+        raise WalkError("too many steps before the way back to the shop")
+
+    async def pay_and_return(self, started: httpx.Response, card: str = APPROVED_CARD) -> httpx.Response:
+        """The whole way: the provider's page, the card, back to the shop's order page."""
+        return await self.come_back(await self.to_provider_and_back(started, card))
+
+    async def come_back(self, back: Back) -> httpx.Response:
+        """Send the return request and open the order page it leads to (the last answer if not 303)."""
+        if back.method == "POST":
+            returned = await self.client.post(back.url, data=back.data)
+        else:
+            returned = await self.client.get(back.url)
+        if returned.status_code != 303:
+            return returned
+        return await self.client.get(returned.headers["location"])
+
+
+def states(page_html: str) -> tuple[str, str]:
+    found = STATES.search(page_html)
+    return (found.group(1), found.group(2)) if found else ("", "")
+
+
+# -- shop set-up through the database ----------------------------------------------------------
+
+async def claim_product(shop: Shop, stock: int, price_fils: int = 1250) -> int:
+    """A product of the demo catalogue that no other case has used, with the stock asked for and
+    nothing reserved; the price is a whole 10 fils so every provider can take it."""
+    used = shop.claimed_products
+    rows = await db.fetch(shop, "SELECT id FROM product ORDER BY id")
+    product_id = next(row["id"] for row in rows if row["id"] not in used)
+    used.add(product_id)
+    await db.fetch(shop, "UPDATE product SET stock = ?, reserved = 0, price_fils = ?, active = ? WHERE id = ?",
+                   stock, price_fils, True, product_id)
+    return product_id
+
+
+async def set_active_provider(shop: Shop, provider: str) -> None:
+    await db.fetch(shop, "INSERT INTO shop_setting (key, value, updated_by, updated_at) VALUES (?, ?, ?, ?) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", "active_provider", provider,
+                   "torture", datetime.now(timezone.utc) if shop.backend == "postgres" else
+                   datetime.now(timezone.utc).isoformat())
+
+
+@asynccontextmanager
+async def provider_in_use(shop: Shop, provider: str, **controls: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """New payments go to `provider`, whose sandbox has `controls` set; both are put back after.
+    Yields a client on the sandbox (its `/_control`, `/_stats`, `/_webhooks/...`)."""
+    async with httpx.AsyncClient(base_url=f"{shop.base_url}/sandbox/{sandbox_of(provider)}",
+                                 timeout=timeout()) as sandbox:
+        await sandbox.delete("/_control")
+        if controls:
+            answer = await sandbox.post("/_control", json=controls)
+            answer.raise_for_status()
+        await set_active_provider(shop, provider)
+        try:
+            yield sandbox
+        finally:
+            await sandbox.delete("/_control")
+            await set_active_provider(shop, "checkout")
