@@ -70,7 +70,10 @@ async def checkout(cart_token: str, details: CheckoutDetails, language: str, pro
     if attempt is not None:
         # A second press: resume the payment already started, never start another.
         return _resume(order, None, attempt)
-    outcome = await start_attempt(order, provider, public_url)
+    outcome = await start_attempt(order, provider, public_url, number=1)
+    if outcome.attempt is None:
+        # A concurrent press started it a moment ago: resume that one if it already has a page.
+        return _resume(order, None, await latest_attempt(order["id"]))
     return _resume(order, outcome, None)
 
 
@@ -90,7 +93,9 @@ async def retry(order: dict[str, Any], provider: Provider, public_url: str) -> C
     if order["status"] == OrderStatus.PAYMENT_FAILED:
         await _reopen(order)
         order = await Order.select().where(Order.id == order["id"]).first()
-    outcome = await start_attempt(order, provider, public_url)
+    outcome = await start_attempt(order, provider, public_url, number=(attempt["number"] if attempt else 0) + 1)
+    if outcome.attempt is None:
+        return _resume(order, None, await latest_attempt(order["id"]))
     return _resume(order, outcome, None)
 
 

@@ -94,13 +94,14 @@ class StartOutcome:
     error: str = ""  # "unavailable" | "rejected"
 
 
-async def start_attempt(order: dict[str, Any], provider: Provider, settings_public_url: str) -> StartOutcome:
-    """Create attempt number n+1 for the order and ask the provider to start it.
+async def start_attempt(order: dict[str, Any], provider: Provider, settings_public_url: str,
+                        number: int) -> StartOutcome:
+    """Create attempt `number` for the order and ask the provider to start it.
 
-    Idempotent per (order, attempt number): a concurrent second call gets `attempt=None`.
+    The caller names the number after the last attempt it saw, never a fresh count: two Pay
+    presses that both saw no attempt both ask for number 1, and the second gets `attempt=None`
+    (counting again would have let it start attempt 2 and a second provider payment).
     A timeout leaves the attempt pending for the reconciler; it never fails it."""
-    count = await PaymentAttempt.count().where(PaymentAttempt.order == order["id"])
-    number = count + 1
     merchant_reference = f"{order['reference']}{number:02d}"
     try:
         inserted = await PaymentAttempt.insert(
