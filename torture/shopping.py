@@ -17,7 +17,7 @@ import httpx
 from tests.support import CSRF_FIELD
 from tests.unit.test_forms import VALID
 from torture import db
-from torture.harness import Shop
+from torture.harness import PROVIDERS, Shop
 
 APPROVED_CARD, DECLINED_CARD, PIN = "8888880000000001", "8888880000000002", "1234"
 HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
@@ -160,3 +160,42 @@ async def provider_in_use(shop: Shop, provider: str, **controls: Any) -> AsyncIt
         finally:
             await sandbox.delete("/_control")
             await set_active_provider(shop, "checkout")
+
+
+# -- what the providers' sandboxes counted -------------------------------------------------------
+
+async def sandbox_stats(shop: Shop, provider: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=f"{shop.base_url}/sandbox/{sandbox_of(provider)}",
+                                 timeout=timeout()) as sandbox:
+        answer = await sandbox.get("/_stats")
+        answer.raise_for_status()
+        return answer.json()
+
+
+def payments_created(provider: str, stats: dict[str, Any]) -> int:
+    """Payments (charges, transactions) the provider holds, whatever their state."""
+    return int(stats[{"tap": "charges", "knet": "transactions"}.get(sandbox_of(provider), "payments")])
+
+
+def extra_creates(stats: dict[str, Any]) -> int:
+    """Payments created beyond one per idempotency key (per order id at UPayments): each one is
+    money that could be charged twice. Providers the shop never calls to create have no books."""
+    books = stats.get("creates_by_idempotency_key") or stats.get("charges_by_order_id") or {}
+    return sum(max(0, int(entry["payments"]) - 1) for entry in books.values())
+
+
+async def payments_created_everywhere(shop: Shop) -> int:
+    sandboxes = {sandbox_of(provider): provider for provider in PROVIDERS}
+    total = 0
+    for provider in sandboxes.values():
+        total += payments_created(provider, await sandbox_stats(shop, provider))
+    return total
+
+
+def leads_to_provider(answer: httpx.Response) -> bool:
+    """A Pay press that sends the browser to the provider (a 303 away from the order page, or the
+    auto-submitting form of a form-POST provider)."""
+    if answer.status_code == 303:
+        return not ORDER_PATH.match(httpx.URL(answer.headers["location"]).path) and \
+            answer.headers["location"] != "/cart"
+    return answer.status_code == 200 and AUTO_FORM.search(answer.text) is not None
