@@ -5,6 +5,7 @@ press, the provider's hosted KNET page, and the way back. Shared by the money/st
 return URL and stops there, so a case decides when (and whether) the customer comes back."""
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 from contextlib import asynccontextmanager
@@ -199,3 +200,35 @@ def leads_to_provider(answer: httpx.Response) -> bool:
         return not ORDER_PATH.match(httpx.URL(answer.headers["location"]).path) and \
             answer.headers["location"] != "/cart"
     return answer.status_code == 200 and AUTO_FORM.search(answer.text) is not None
+
+
+@dataclass
+class Purchase:
+    """A customer who paid at the provider and has not come back yet."""
+
+    customer: Customer
+    back: Back
+
+    @property
+    def reference(self) -> str:
+        """The attempt's merchant reference: every provider's return URL carries it as `ref`."""
+        return httpx.URL(self.back.url).params["ref"]
+
+
+async def pay_without_returning(shop: Shop, product: int, concurrency: int = 6, count: int = 1,
+                                card: str = APPROVED_CARD) -> list[Purchase]:
+    """`count` customers buy one `product` each and pay at the provider, a few at a time, and
+    stop before the way back. Close their clients with `close_all`."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one() -> Purchase:
+        async with gate:
+            customer = Customer(shop)
+            await customer.add(product, 1)
+            return Purchase(customer, await customer.to_provider_and_back(await customer.press_pay(), card))
+
+    return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
+async def close_all(purchases: list[Purchase]) -> None:
+    await asyncio.gather(*(purchase.customer.client.aclose() for purchase in purchases))

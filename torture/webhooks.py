@@ -1,0 +1,145 @@
+"""Webhook chaos: every provider's real signed notifications, five copies each, shuffled and
+sent 20 at a time; then returns and notifications landing at the same moment."""
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from contextlib import ExitStack
+from urllib.parse import parse_qs
+
+import httpx
+
+from tests.webhook_receiver import Received, WebhookReceiver, webhook_receiver
+from torture import db
+from torture.figures import Figure, exactly
+from torture.harness import PROVIDERS, Shop
+from torture.registry import case
+from torture.shopping import Purchase, claim_product, close_all, pay_without_returning, provider_in_use, states, \
+    timeout
+
+CASE = "webhook-chaos"
+COPIES = 5
+SENDERS = 20
+
+
+def _knet_reply(base_url: str):
+    """KNET's tranportal only completes a payment whose notification is answered `REDIRECT=<url>`."""
+    def reply(received: Received) -> bytes:
+        track_id = parse_qs(received.body.decode(errors="replace")).get("trackid", [""])[0]
+        return f"REDIRECT={base_url}/payments/knet/return?ref={track_id}".encode()
+    return reply
+
+
+def _notifications_of(receiver: WebhookReceiver, purchase: Purchase) -> list[Received]:
+    with receiver.lock:
+        return [r for r in receiver.received if purchase.reference.encode() in r.body]
+
+
+async def _wait_for_notifications(receiver: WebhookReceiver, purchases: list[Purchase], timeout_s: float = 20) -> int:
+    """Until every purchase has at least one captured notification; how many still have none."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        missing = sum(not _notifications_of(receiver, p) for p in purchases)
+        if not missing or time.monotonic() > deadline:
+            return missing
+        await asyncio.sleep(0.1)
+
+
+async def _capture_transitions(shop: Shop, product: int) -> dict[str, int]:
+    """Capture transitions per attempt (payment moves into `captured` from an open state)."""
+    rows = await db.fetch(
+        shop, "SELECT a.merchant_reference AS ref, COUNT(e.id) AS moves FROM payment_attempt a "
+              "JOIN order_line l ON l.\"order\" = a.\"order\" "
+              "LEFT JOIN payment_event e ON e.attempt = a.id AND e.status_after = 'captured' "
+              "AND e.status_before IN ('initiated', 'pending') WHERE l.product = ? GROUP BY a.merchant_reference",
+        product)
+    return {row["ref"]: int(row["moves"]) for row in rows}
+
+
+async def _side_effects(shop: Shop, product: int, stock_before: int, paid: int) -> tuple[int, int]:
+    """(extra receipt emails, stock moved other than once per paid item)."""
+    emails = await db.value(
+        shop, "SELECT COUNT(*) FROM outbox_email WHERE \"order\" IN "
+              "(SELECT \"order\" FROM order_line WHERE product = ?)", product)
+    row = (await db.fetch(shop, "SELECT stock, reserved FROM product WHERE id = ?", product))[0]
+    return int(emails) - paid, abs(stock_before - row["stock"] - paid) + abs(row["reserved"])
+
+
+@case(CASE, order=30)
+async def webhook_chaos(shop: Shop) -> list[Figure]:
+    rng = random.Random(5)
+    chaos_total = shop.scaled(200, minimum=2 * len(PROVIDERS))
+    race_total = shop.scaled(100, minimum=len(PROVIDERS))
+    stock = 10 * (chaos_total + race_total)
+    chaos_product, race_product = await claim_product(shop, stock), await claim_product(shop, stock)
+    sent = server_errors = refused = unmatched = 0
+    customer_errors = race_not_paid = 0
+    async with httpx.AsyncClient(base_url=shop.base_url, timeout=timeout()) as provider_side:
+        for index, provider in enumerate(PROVIDERS):
+            share = chaos_total // len(PROVIDERS) + (index < chaos_total % len(PROVIDERS))
+            race_share = race_total // len(PROVIDERS) + (index < race_total % len(PROVIDERS))
+            with ExitStack() as stack:
+                receiver = stack.enter_context(webhook_receiver(f"/webhooks/{provider}"))
+                if provider == "knet":
+                    receiver.reply = _knet_reply(shop.base_url)
+                async with provider_in_use(shop, provider, webhook_url=receiver.url):
+                    chaos = await pay_without_returning(shop, chaos_product, count=share)
+                    race = await pay_without_returning(shop, race_product, count=race_share)
+                try:
+                    unmatched += await _wait_for_notifications(receiver, chaos + race)
+
+                    async def deliver(notification: Received) -> int:
+                        answer = await provider_side.post(f"/webhooks/{provider}", content=notification.body,
+                                                          headers=_wire_headers(notification))
+                        return answer.status_code
+
+                    # Every notification five times, all shuffled together, 20 in flight.
+                    copies = [n for p in chaos for n in _notifications_of(receiver, p)] * COPIES
+                    rng.shuffle(copies)
+                    gate = asyncio.Semaphore(SENDERS)
+
+                    async def gated(notification: Received) -> int:
+                        async with gate:
+                            return await deliver(notification)
+
+                    codes = await asyncio.gather(*(gated(n) for n in copies))
+                    sent += len(codes)
+                    server_errors += sum(code >= 500 for code in codes)
+                    refused += sum(400 <= code < 500 for code in codes)
+
+                    # The customer comes back at the very moment the notification arrives.
+                    async def together(purchase: Purchase) -> tuple[int, str]:
+                        page, *answers = await asyncio.gather(
+                            purchase.customer.come_back(purchase.back),
+                            *(deliver(n) for n in _notifications_of(receiver, purchase)))
+                        return page.status_code, states(page.text)[0] if page.status_code == 200 else ""
+
+                    for status_code, order_state in await asyncio.gather(*(together(p) for p in race)):
+                        customer_errors += status_code != 200
+                        race_not_paid += order_state != "paid"
+                finally:
+                    await close_all(chaos + race)
+    chaos_moves = await _capture_transitions(shop, chaos_product)
+    race_moves = await _capture_transitions(shop, race_product)
+    extra_emails, stock_moves = await _side_effects(shop, chaos_product, stock, chaos_total)
+    race_emails, race_stock = await _side_effects(shop, race_product, stock, race_total)
+    return [
+        exactly(CASE, f"transitions to captured for {chaos_total} payments ({sent} notifications)",
+                sum(chaos_moves.values()), chaos_total),
+        exactly(CASE, "payments that never moved", sum(moves == 0 for moves in chaos_moves.values()), 0),
+        exactly(CASE, "duplicate receipt emails", extra_emails + race_emails, 0),
+        exactly(CASE, "duplicate stock moves", stock_moves + race_stock, 0),
+        exactly(CASE, "webhook 5xx answers", server_errors, 0),
+        exactly(CASE, "genuine notifications refused (4xx)", refused, 0),
+        exactly(CASE, "payments whose notification never came", unmatched, 0),
+        exactly(CASE, f"return + webhook together ({race_total} orders): double transitions",
+                sum(moves > 1 for moves in race_moves.values()), 0),
+        exactly(CASE, "return + webhook together: errors shown to customers", customer_errors, 0),
+        exactly(CASE, "return + webhook together: orders not shown paid", race_not_paid, 0),
+    ]
+
+
+def _wire_headers(notification: Received) -> dict[str, str]:
+    """The notification's own headers, minus those that describe the old connection."""
+    return {k: v for k, v in notification.headers.items() if k not in {"host", "content-length", "connection"}}
