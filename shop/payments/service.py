@@ -142,9 +142,10 @@ async def start_attempt(order: dict[str, Any], provider: Provider, settings_publ
     try:
         started = await provider.start_payment(request)
     except ProviderUnavailable as exc:
-        # Unknown outcome: the provider may have created it. Pending, and the reconciler asks.
+        # Unknown outcome: the provider may have created it. Pending, and the reconciler asks at
+        # its next pass: the customer is waiting on the order page for the answer.
         await _update_attempt(attempt["id"], {
-            "status": PaymentStatus.PENDING.value, "next_check_at": now + FIRST_CHECK_AFTER,
+            "status": PaymentStatus.PENDING.value, "next_check_at": now,
             "expires_at": now + timedelta(seconds=provider.capabilities.expiry_seconds),
             "failure_reason": "provider did not answer when the payment was created",
         })
