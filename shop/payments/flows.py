@@ -26,7 +26,7 @@ from shop.payments.service import (
     start_attempt,
     utcnow,
 )
-from shop.payments.states import OPEN_PAYMENT, OrderStatus, PaymentStatus, check_order_move
+from shop.payments.states import CAPTURED_PAYMENT, OPEN_PAYMENT, OrderStatus, PaymentStatus, check_order_move
 from shop.payments.tables import PaymentAttempt
 
 log = logging.getLogger("shop.payments")
@@ -165,6 +165,14 @@ async def handle_webhook(provider: Provider, headers: Mapping[str, str], body: b
             await record_event(None, provider.slug, "webhook", observation.payload, event_type=observation.event_type,
                                provider_event_id=None, signature_ok=True, note="no matching payment attempt")
             results.append(Applied(None))
+            continue
+        if not observation.trusted and observation.refund_status is None and \
+                PaymentStatus(attempt["status"]) in CAPTURED_PAYMENT:
+            # Payment news about money already taken cannot move it: no need to spend one of the
+            # provider's rate-limited status calls on each repeated copy.
+            await record_event(attempt["id"], provider.slug, "webhook", observation.payload,
+                               event_type=observation.event_type, signature_ok=None, note="unsigned: already captured")
+            results.append(Applied(attempt["id"], duplicate=True))
             continue
         if not observation.trusted:
             # An unsigned notification is only a hint: record it, then ask the provider.
