@@ -26,6 +26,7 @@ AUTO_FORM = re.compile(r'<form[^>]+action="([^"]+)"[^>]*data-autosubmit')
 CARD_FORM = re.compile(r'<form[^>]+action="([^"]+)"[^>]*>(?=(?:(?!</form>).)*name="card_number")', re.S)
 STATES = re.compile(r'data-order-status="([a-z_]+)"[^>]*data-payment-status="([a-z_]*)"', re.S)
 ORDER_PATH = re.compile(r"/orders/[A-Za-z0-9_-]+")
+RETRY_FORM = re.compile(r'<form method="post" action="(/orders/[A-Za-z0-9_-]+/retry)">')
 
 
 def sandbox_of(provider: str) -> str:
@@ -107,6 +108,14 @@ class Customer:
     async def pay_and_return(self, started: httpx.Response, card: str = APPROVED_CARD) -> httpx.Response:
         """The whole way: the provider's page, the card, back to the shop's order page."""
         return await self.come_back(await self.to_provider_and_back(started, card))
+
+    async def pay_again(self, order_path: str) -> httpx.Response | None:
+        """Press the order page's retry button (resume or a new attempt); None when it has none."""
+        page = await self.client.get(order_path)
+        form = RETRY_FORM.search(page.text)
+        if form is None:
+            return None
+        return await self.client.post(form.group(1), data={"_csrf_token": CSRF_FIELD.search(page.text).group(1)})
 
     async def come_back(self, back: Back) -> httpx.Response:
         """Send the return request and open the order page it leads to (the last answer if not 303)."""
