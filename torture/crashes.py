@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Awaitable, Callable
 
 import httpx
 
@@ -76,10 +77,11 @@ class CrashingShop:
         self.log.close()
 
 
-async def _shopper(crashing: CrashingShop, shop: Shop, product: int, rng: random.Random, until: float) -> None:
-    """Buys again and again until `until`; a request cut by a crash ends that purchase there, as
+async def _shopper(crashing: CrashingShop, shop: Shop, product: int, rng: random.Random,
+                   until: Callable[[], float]) -> None:
+    """Buys again and again until `until()`; a request cut by a crash ends that purchase there, as
     a customer would give up. Some come back from the provider, some never do; some are declined."""
-    while time.monotonic() < until:
+    while time.monotonic() < until():
         async with Customer(shop, crashing.url) as customer:
             try:
                 await customer.add(product, 1)
@@ -92,6 +94,14 @@ async def _shopper(crashing: CrashingShop, shop: Shop, product: int, rng: random
                 await asyncio.sleep(0.2)
 
 
+async def _try(call: Awaitable[object]) -> None:
+    """A control call that may land on a worker being killed; the next kill point sets it again."""
+    try:
+        await call
+    except httpx.HTTPError:
+        pass
+
+
 @case(CASE, order=60)
 async def crashes(shop: Shop) -> list[Figure]:
     rng = random.Random(9)
@@ -102,18 +112,25 @@ async def crashes(shop: Shop) -> list[Figure]:
     kills = 0
     try:
         await crashing.wait_ready()
-        for point in range(kill_points):
-            provider = PROVIDERS[point % len(PROVIDERS)]
-            await set_active_provider(shop, provider)
-            async with httpx.AsyncClient(base_url=f"{crashing.url}/sandbox/{sandbox_of(provider)}",
-                                         timeout=timeout()) as sandbox:
-                await set_controls(sandbox, provider)
-            until = time.monotonic() + rng.uniform(0.6, 1.6)
-            shoppers = [asyncio.create_task(_shopper(crashing, shop, product, rng, until)) for _ in range(SHOPPERS)]
-            await asyncio.sleep(rng.uniform(0.1, 0.6))  # somewhere in checkout, return or webhook handling
-            kills += crashing.kill_a_worker(rng)
+        # Shoppers never stop; a killer takes a worker down every so often, wherever it is, and
+        # the provider changes at each kill point so every provider's journey gets cut somewhere.
+        until = time.monotonic() + 3600
+        shoppers = [asyncio.create_task(_shopper(crashing, shop, product, rng, lambda: until)) for _ in range(SHOPPERS)]
+        try:
+            for point in range(kill_points):
+                provider = PROVIDERS[point % len(PROVIDERS)]
+                await set_active_provider(shop, provider)
+                async with httpx.AsyncClient(base_url=f"{crashing.url}/sandbox/{sandbox_of(provider)}",
+                                             timeout=timeout()) as sandbox:
+                    await _try(set_controls(sandbox, provider))
+                await asyncio.sleep(rng.uniform(0.3, 1.2))
+                kills += crashing.kill_a_worker(rng)
+                if not crashing.workers():
+                    await crashing.wait_ready(workers=1)
+        finally:
+            until = 0
             await asyncio.gather(*shoppers)
-            await crashing.wait_ready()
+        await crashing.wait_ready()
     finally:
         crashing.stop()
         await set_active_provider(shop, "checkout")
