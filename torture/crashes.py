@@ -15,17 +15,14 @@ from typing import Awaitable, Callable
 
 import httpx
 
-from shop.payments.providers.base import ProviderError
-from shop.payments.registry import provider_for
 from shop.payments.states import CAPTURED_PAYMENT, FAILED_PAYMENT, PaymentStatus
-from shop.settings import Settings
-from tests.support import ROOT, TEST_SECRET, free_port, run_shop, shop_env, stop_process_group
+from tests.support import ROOT, free_port, run_shop, shop_env, stop_process_group
 from torture import db
 from torture.figures import Figure, at_least, exactly
 from torture.harness import PROVIDER_TIMEOUT_S, PROVIDERS, Shop
 from torture.registry import case
-from torture.shopping import APPROVED_CARD, DECLINED_CARD, Customer, WalkError, claim_product, sandbox_of, \
-    set_active_provider, set_controls, timeout
+from torture.shopping import (APPROVED_CARD, DECLINED_CARD, Customer, WalkError, as_providers_see_them,
+                              claim_product, sandbox_of, set_active_provider, set_controls, timeout)
 
 CASE = "crashes"
 PAID_ORDER = ("paid", "fulfilled", "partially_refunded", "refunded")
@@ -161,18 +158,11 @@ async def _against_the_providers(shop: Shop, product: int) -> tuple[int, int, in
         shop, "SELECT a.provider, a.provider_payment_id, a.merchant_reference, a.status, o.status AS order_status "
               "FROM payment_attempt a JOIN shop_order o ON o.id = a.\"order\" WHERE a.\"order\" IN "
               "(SELECT \"order\" FROM order_line WHERE product = ?)", product)
-    settings = Settings(secret_key=TEST_SECRET, public_url=shop.base_url)
     unpaid_money = lost = unasked = 0
-    async with httpx.AsyncClient(timeout=timeout()) as client:
-        for attempt in attempts:
-            adapter = provider_for(attempt["provider"], settings, client)
-            try:
-                seen = await adapter.inquire(attempt["provider_payment_id"], attempt["merchant_reference"])
-            except ProviderError:
-                unasked += 1
-                continue
-            if seen.status is None:
-                continue
+    for attempt, seen in await as_providers_see_them(shop, attempts):
+        if seen is None:
+            unasked += 1
+        elif seen.status is not None:
             if seen.status in CAPTURED_PAYMENT and attempt["order_status"] not in PAID_ORDER:
                 unpaid_money += 1
             final = seen.status in CAPTURED_PAYMENT or seen.status in FAILED_PAYMENT

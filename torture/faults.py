@@ -14,17 +14,15 @@ from typing import Any
 
 import httpx
 
-from shop.payments.providers.base import ProviderError
-from shop.payments.registry import provider_for
 from shop.payments.states import OPEN_PAYMENT, PaymentStatus
-from shop.settings import Settings
-from tests.support import TEST_SECRET, free_port, live_server
+from tests.support import free_port, live_server
 from torture import db
 from torture.figures import Figure, at_most, exactly
 from torture.harness import PROVIDER_TIMEOUT_S, PROVIDERS, RECONCILE_INTERVAL_S, Shop
 from torture.registry import case
-from torture.shopping import (ORDER_PATH, Customer, claim_product, extra_creates, leads_to_provider,
-                              provider_in_use, sandbox_stats, sandbox_of, set_controls, states, timeout)
+from torture.shopping import (ORDER_PATH, Customer, as_providers_see_them, claim_product, extra_creates,
+                              leads_to_provider, provider_in_use, sandbox_stats, sandbox_of, set_controls, states,
+                              timeout)
 
 CASE = "provider-faults"
 # The `fail_next` operation of each sandbox that the shop calls to start a payment (APS and
@@ -100,7 +98,8 @@ async def provider_faults(shop: Shop) -> list[Figure]:
     # Two reconciliation passes later, no attempt the provider has settled may still look open.
     await asyncio.sleep(2 * RECONCILE_INTERVAL_S + 1)
     behind, unasked = await _open_but_settled_at_provider(shop, product)
-    double_charges = sum([extra_creates(await sandbox_stats(shop, p)) for p in {sandbox_of(p): p for p in PROVIDERS}.values()])
+    one_per_sandbox = {sandbox_of(p): p for p in PROVIDERS}.values()
+    double_charges = sum([extra_creates(await sandbox_stats(shop, p)) for p in one_per_sandbox])
     paid_twice = await db.value(
         shop, "SELECT COUNT(*) FROM (SELECT a.\"order\" FROM payment_attempt a WHERE a.status = 'captured' AND "
               "a.\"order\" IN (SELECT \"order\" FROM order_line WHERE product = ?) GROUP BY a.\"order\" "
@@ -173,7 +172,8 @@ async def _connection_refused(shop: Shop, product: int) -> tuple[list[int], int]
     unpaid = 0
     with ExitStack() as stack:
         outage_url = stack.enter_context(live_server(
-            shop.database_url, log_path=shop.work_dir / "faults-outage.log", SHOP_PROVIDER_TIMEOUT_S=str(PROVIDER_TIMEOUT_S),
+            shop.database_url, log_path=shop.work_dir / "faults-outage.log",
+            SHOP_PROVIDER_TIMEOUT_S=str(PROVIDER_TIMEOUT_S),
             SHOP_RECONCILE_INTERVAL_S="0", **env))
         for provider in API_URL_SETTINGS if shop.scale >= 0.2 else ("checkout", "aps"):
             async with provider_in_use(shop, provider):
@@ -214,16 +214,11 @@ async def _open_but_settled_at_provider(shop: Shop, product: int) -> tuple[int, 
     open_attempts = await db.fetch(
         shop, "SELECT id, provider, provider_payment_id, merchant_reference FROM payment_attempt WHERE status IN "
               "('initiated', 'pending') AND \"order\" IN (SELECT \"order\" FROM order_line WHERE product = ?)", product)
-    settings = Settings(secret_key=TEST_SECRET, public_url=shop.base_url)
     behind = unasked = 0
-    async with httpx.AsyncClient(timeout=timeout()) as client:
-        for attempt in open_attempts:
-            adapter = provider_for(attempt["provider"], settings, client)
-            try:
-                observation = await adapter.inquire(attempt["provider_payment_id"], attempt["merchant_reference"])
-            except ProviderError:
-                unasked += 1
-                continue
+    for _, observation in await as_providers_see_them(shop, open_attempts):
+        if observation is None:
+            unasked += 1
+        else:
             behind += observation.unknown_to_provider or (
                 observation.status is not None and PaymentStatus(observation.status) not in OPEN_PAYMENT)
     return behind, unasked

@@ -255,3 +255,25 @@ async def pay_without_returning(shop: Shop, product: int, concurrency: int = 6, 
 
 async def close_all(purchases: list[Purchase]) -> None:
     await asyncio.gather(*(purchase.customer.client.aclose() for purchase in purchases))
+
+
+async def as_providers_see_them(shop: Shop, attempts: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Any]]:
+    """Each attempt (rows with provider, provider_payment_id, merchant_reference) with what its
+    provider says about it now, asked through the shop's own adapter for that provider; None
+    where the provider could not be asked."""
+    from shop.payments.providers.base import ProviderError
+    from shop.payments.registry import provider_for
+    from shop.settings import Settings
+    from tests.support import TEST_SECRET
+
+    settings = Settings(secret_key=TEST_SECRET, public_url=shop.base_url)
+    seen: list[tuple[dict[str, Any], Any]] = []
+    async with httpx.AsyncClient(timeout=timeout()) as client:
+        for attempt in attempts:
+            adapter = provider_for(attempt["provider"], settings, client)
+            try:
+                seen.append((attempt, await adapter.inquire(attempt["provider_payment_id"],
+                                                            attempt["merchant_reference"])))
+            except ProviderError:
+                seen.append((attempt, None))
+    return seen

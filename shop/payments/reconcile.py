@@ -86,24 +86,14 @@ async def reconcile_once(settings: Settings, client: httpx.AsyncClient, due_only
                 report.settled += 1
                 continue
         if observation is not None and observation.unknown_to_provider and never_started(attempt, now, settings):
-            applied = await apply_observation(
-                attempt["id"],
-                Observation(status=PaymentStatus.FAILED, failure_reason="the provider never started this payment",
-                            event_type="not started"),
-                "note",
-            )
-            report.settled += int(applied.changed)
+            report.settled += await _close(attempt["id"], PaymentStatus.FAILED,
+                                           "the provider never started this payment", "not started")
             continue
         expires_at = attempt["expires_at"]
         if expires_at is not None and now > expires_at + EXPIRY_GRACE and observation is not None:
             # The provider answered and still has nothing final, long after its window closed.
-            applied = await apply_observation(
-                attempt["id"],
-                Observation(status=PaymentStatus.EXPIRED, failure_reason="expired: no result within the payment window",
-                            event_type="expired by reconciliation"),
-                "note",
-            )
-            report.expired += int(applied.changed)
+            report.expired += await _close(attempt["id"], PaymentStatus.EXPIRED,
+                                           "expired: no result within the payment window", "expired by reconciliation")
             continue
         # Back off, unless the attempt moved meanwhile (a create that just failed asks to be
         # checked at once; pushing that back would leave the customer waiting).
@@ -114,6 +104,13 @@ async def reconcile_once(settings: Settings, client: httpx.AsyncClient, due_only
     return report
 
 
+async def _close(attempt_id: int, status: PaymentStatus, reason: str, event_type: str) -> int:
+    """Settle an attempt on the shop's own word (1 if it moved): recorded as a note."""
+    applied = await apply_observation(attempt_id, Observation(status=status, failure_reason=reason,
+                                                              event_type=event_type), "note")
+    return int(applied.changed)
+
+
 def _create_window(settings: Settings) -> timedelta:
     """Longer than any create call may take (connect, then the read timeout)."""
     return timedelta(seconds=2 * settings.provider_timeout_s + 5)
@@ -122,7 +119,8 @@ def _create_window(settings: Settings) -> timedelta:
 def creating(attempt: dict, now: datetime, settings: Settings) -> bool:
     """The attempt's create call may still be under way in some process."""
     created = attempt["created_at"]
-    return attempt["status"] == PaymentStatus.INITIATED and created is not None and now - created <= _create_window(settings)
+    return (attempt["status"] == PaymentStatus.INITIATED and created is not None
+            and now - created <= _create_window(settings))
 
 
 def never_started(attempt: dict, now: datetime, settings: Settings) -> bool:
