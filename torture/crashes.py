@@ -22,7 +22,8 @@ from torture.figures import Figure, at_least, exactly
 from torture.harness import PROVIDER_TIMEOUT_S, PROVIDERS, Shop
 from torture.registry import case
 from torture.shopping import (APPROVED_CARD, DECLINED_CARD, Customer, WalkError, as_providers_see_them,
-                              claim_product, sandbox_of, set_active_provider, set_controls, timeout)
+                              claim_product, extra_emails, sandbox_of, set_active_provider, set_controls,
+                              stock_drift, timeout)
 
 CASE = "crashes"
 PAID_ORDER = ("paid", "fulfilled", "partially_refunded", "refunded")
@@ -135,17 +136,15 @@ async def crashes(shop: Shop) -> list[Figure]:
     reconciled = run_shop(shop.database_url, "reconcile", check=False, SHOP_PUBLIC_URL=shop.base_url,
                           SHOP_PROVIDER_TIMEOUT_S=str(PROVIDER_TIMEOUT_S))
     unpaid_money, lost, unasked = await _against_the_providers(shop, product)
-    extra_emails = await db.value(
-        shop, "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM outbox_email WHERE \"order\" IN "
-              "(SELECT \"order\" FROM order_line WHERE product = ?) GROUP BY \"order\", kind) AS per_order", product)
-    drift = await _stock_drift(shop, product, stock)
+    duplicate_emails = await extra_emails(shop, product)
+    drift = await stock_drift(shop, product, stock)
     orders = await db.value(shop, "SELECT COUNT(DISTINCT \"order\") FROM order_line WHERE product = ?", product)
     return [
         at_least(CASE, f"workers killed with SIGKILL ({orders} orders under way)", kills, kill_points),
         exactly(CASE, "reconciliation pass failed", int(reconciled.returncode != 0), 0),
         exactly(CASE, "money captured but order unpaid", unpaid_money, 0),
         exactly(CASE, "lost events (provider settled, shop still open)", lost, 0),
-        exactly(CASE, "duplicate emails", int(extra_emails), 0),
+        exactly(CASE, "duplicate emails", duplicate_emails, 0),
         exactly(CASE, "stock drift (reserved or sold not matching the orders)", drift, 0),
         exactly(CASE, "attempts the providers could not be asked about", unasked, 0),
     ]
@@ -168,13 +167,3 @@ async def _against_the_providers(shop: Shop, product: int) -> tuple[int, int, in
             final = seen.status in CAPTURED_PAYMENT or seen.status in FAILED_PAYMENT
             lost += final and PaymentStatus(attempt["status"]) in (PaymentStatus.INITIATED, PaymentStatus.PENDING)
     return unpaid_money, lost, unasked
-
-
-async def _stock_drift(shop: Shop, product: int, stock: int) -> int:
-    """|reserved - quantities of orders holding stock| + |sold - quantities of orders sold|."""
-    row = (await db.fetch(shop, "SELECT stock, reserved FROM product WHERE id = ?", product))[0]
-    held = await db.fetch(
-        shop, "SELECT o.stock_state AS state, COALESCE(SUM(l.quantity), 0) AS quantity FROM order_line l "
-              "JOIN shop_order o ON o.id = l.\"order\" WHERE l.product = ? GROUP BY o.stock_state", product)
-    by_state = {r["state"]: int(r["quantity"]) for r in held}
-    return abs(row["reserved"] - by_state.get("reserved", 0)) + abs(stock - row["stock"] - by_state.get("sold", 0))

@@ -34,8 +34,8 @@ INQUIRY_OP = {"checkout": "details", "checkout_setup": "details", "tap": "retrie
 # gateway URL also serves its payment page, so KNET has no API-only outage to simulate).
 API_URL_SETTINGS = {"checkout": "SHOP_CHECKOUT_API_URL", "checkout_setup": "SHOP_CHECKOUT_API_URL",
                     "tap": "SHOP_TAP_API_URL", "upayments": "SHOP_UPAYMENTS_API_URL", "aps": "SHOP_APS_API_URL"}
-HANG_MS = 1500  # longer than the shop's provider timeout: the call hangs until the shop gives up
-SLOW_MS = 500  # slow, but inside the timeout
+HANG_MS = 2500  # longer than the shop's provider timeout: the call hangs until the shop gives up
+SLOW_MS = 800  # slow, but inside the timeout
 FAST_PAGE_P99_MS = 1000
 
 

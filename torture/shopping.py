@@ -285,3 +285,24 @@ async def as_providers_see_them(shop: Shop, attempts: list[dict[str, Any]]) -> l
             except ProviderError:
                 seen.append((attempt, None))
     return seen
+
+
+# -- side effects, counted in the database ------------------------------------------------------
+
+async def extra_emails(shop: Shop, product: int) -> int:
+    """Emails of one kind sent more than once for one order (orders holding `product`)."""
+    return int(await db.value(
+        shop, "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM outbox_email WHERE \"order\" IN "
+              "(SELECT \"order\" FROM order_line WHERE product = ?) GROUP BY \"order\", kind) AS per_order", product))
+
+
+async def stock_drift(shop: Shop, product: int, initial_stock: int) -> int:
+    """How far the product's counts are from its orders': |reserved - held by unpaid orders| +
+    |stock taken - sold to paid orders|. Any stock moved twice (or never) shows here."""
+    row = (await db.fetch(shop, "SELECT stock, reserved FROM product WHERE id = ?", product))[0]
+    held = await db.fetch(
+        shop, "SELECT o.stock_state AS state, COALESCE(SUM(l.quantity), 0) AS quantity FROM order_line l "
+              "JOIN shop_order o ON o.id = l.\"order\" WHERE l.product = ? GROUP BY o.stock_state", product)
+    by_state = {r["state"]: int(r["quantity"]) for r in held}
+    return abs(row["reserved"] - by_state.get("reserved", 0)) + \
+        abs(initial_stock - row["stock"] - by_state.get("sold", 0))
