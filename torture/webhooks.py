@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from contextlib import ExitStack
+from contextlib import AsyncExitStack
 from urllib.parse import parse_qs
 
 import httpx
@@ -70,13 +70,14 @@ async def webhook_chaos(shop: Shop) -> list[Figure]:
         for index, provider in enumerate(PROVIDERS):
             share = chaos_total // len(PROVIDERS) + (index < chaos_total % len(PROVIDERS))
             race_share = race_total // len(PROVIDERS) + (index < race_total % len(PROVIDERS))
-            with ExitStack() as stack:
+            async with AsyncExitStack() as stack:
                 receiver = stack.enter_context(webhook_receiver(f"/webhooks/{provider}"))
                 if provider == "knet":
                     receiver.reply = _knet_reply(shop.base_url)
-                async with provider_in_use(shop, provider, webhook_url=receiver.url):
-                    chaos = await pay_without_returning(shop, chaos_product, count=share)
-                    race = await pay_without_returning(shop, race_product, count=race_share)
+                # The controls hold until the replays are done (UPayments' status-call limit stays off).
+                await stack.enter_async_context(provider_in_use(shop, provider, webhook_url=receiver.url))
+                chaos = await pay_without_returning(shop, chaos_product, count=share)
+                race = await pay_without_returning(shop, race_product, count=race_share)
                 try:
                     unmatched += await _wait_for_notifications(receiver, chaos + race)
 
