@@ -269,11 +269,16 @@ async def as_providers_see_them(shop: Shop, attempts: list[dict[str, Any]]) -> l
     """Each attempt (rows with provider, provider_payment_id, merchant_reference) with what its
     provider says about it now, asked through the shop's own adapter for that provider; None
     where the provider could not be asked."""
+    from shop.db import bind_tables, make_engine
     from shop.payments.providers.base import ProviderError
     from shop.payments.registry import provider_for
+    from shop.piccolo_app import TABLES
     from shop.settings import Settings
     from tests.support import TEST_SECRET
 
+    # Some adapters read the attempt back (KNET's inquiry needs its amount): the tables must
+    # point at this shop's database, as in the shop's own processes.
+    bind_tables(make_engine(shop.database_url), TABLES)
     settings = Settings(secret_key=TEST_SECRET, public_url=shop.base_url)
     seen: list[tuple[dict[str, Any], Any]] = []
     async with httpx.AsyncClient(timeout=timeout()) as client:
