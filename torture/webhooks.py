@@ -82,9 +82,16 @@ async def webhook_chaos(shop: Shop) -> list[Figure]:
                     unmatched += await _wait_for_notifications(receiver, chaos + race)
 
                     async def deliver(notification: Received) -> int:
-                        answer = await provider_side.post(f"/webhooks/{provider}", content=notification.body,
-                                                          headers=_wire_headers(notification))
-                        return answer.status_code
+                        for attempt in range(3):
+                            try:
+                                answer = await provider_side.post(f"/webhooks/{provider}", content=notification.body,
+                                                                  headers=_wire_headers(notification))
+                                return answer.status_code
+                            except httpx.TransportError:
+                                # A kept-alive connection closed as we sent: providers resend, so do we.
+                                if attempt == 2:
+                                    raise
+                        raise AssertionError("unreachable")
 
                     # Every notification five times, all shuffled together, 20 in flight.
                     copies = [n for p in chaos for n in _notifications_of(receiver, p)] * COPIES
