@@ -51,6 +51,7 @@ def running_shop(backend: str, scale: float, postgres_admin_url: str | None = No
         run_shop(database_url, "seed")
         log_path = tmp / f"shop-{secrets.token_hex(3)}.log"
         env = {"SHOP_PROVIDER_TIMEOUT_S": str(PROVIDER_TIMEOUT_S),
-               "SHOP_RECONCILE_INTERVAL_S": str(RECONCILE_INTERVAL_S), "SHOP_MEDIA_DIR": str(tmp / "media"), **extra_env}
+               "SHOP_RECONCILE_INTERVAL_S": str(RECONCILE_INTERVAL_S), "SHOP_MEDIA_DIR": str(tmp / "media"),
+               **extra_env}
         with live_server(database_url, workers=workers, log_path=log_path, **env) as base_url:
             yield Shop(backend, database_url, base_url, workers, log_path, scale, tmp)

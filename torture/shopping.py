@@ -125,10 +125,17 @@ class Customer:
 
     async def come_back(self, back: Back) -> httpx.Response:
         """Send the return request and open the order page it leads to (the last answer if not 303)."""
-        if back.method == "POST":
-            returned = await self.client.post(back.url, data=back.data)
-        else:
-            returned = await self.client.get(back.url)
+        for attempt in range(3):
+            try:
+                if back.method == "POST":
+                    returned = await self.client.post(back.url, data=back.data)
+                else:
+                    returned = await self.client.get(back.url)
+                break
+            except httpx.RemoteProtocolError:
+                # A kept-alive connection the server closed as we sent: browsers send again.
+                if attempt == 2:
+                    raise
         if returned.status_code != 303:
             return returned
         return await self.client.get(returned.headers["location"])
