@@ -132,9 +132,9 @@ class Customer:
                 else:
                     returned = await self.client.get(back.url)
                 break
-            except httpx.RemoteProtocolError:
+            except httpx.TransportError as exc:
                 # A kept-alive connection the server closed as we sent: browsers send again.
-                if attempt == 2:
+                if isinstance(exc, httpx.TimeoutException) or attempt == 2:
                     raise
         if returned.status_code != 303:
             return returned
