@@ -63,7 +63,9 @@ async def reconcile_once(settings: Settings, client: httpx.AsyncClient, due_only
     condition = PaymentAttempt.status.is_in([s.value for s in OPEN_PAYMENT])
     if due_only:
         condition &= (PaymentAttempt.next_check_at <= now) | PaymentAttempt.next_check_at.is_null()
-    due = await PaymentAttempt.select().where(condition).order_by(PaymentAttempt.next_check_at).limit(BATCH)
+    query = PaymentAttempt.select().where(condition).order_by(PaymentAttempt.next_check_at)
+    # The background loop works in batches; a pass by hand (after a crash) asks about every one.
+    due = await (query.limit(BATCH) if due_only else query)
     for attempt in due:
         if creating(attempt, now, settings):
             continue  # its create call is still under way: that call's answer decides

@@ -91,3 +91,15 @@ async def test_an_unknown_payment_with_a_page_or_a_create_under_way_stays_open(m
     await _reconcile_with(UnknownToProvider(), monkeypatch, due_only=False)
     row = await PaymentAttempt.select(PaymentAttempt.status).where(PaymentAttempt.id == under_way["id"]).first()
     assert row["status"] == "failed"
+
+
+async def test_a_pass_by_hand_asks_about_every_open_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
+    # After a crash every open payment must be asked about, not only the first batch.
+    await PaymentAttempt.update({PaymentAttempt.status: "failed"}, force=True).where(
+        PaymentAttempt.status.is_in(["initiated", "pending"]))
+    orders = [await make_order([(await make_product(), 1)]) for _ in range(reconcile.BATCH + 5)]
+    for order in orders:
+        await start_attempt(order, UnknownToProvider(), "http://shop.test", number=1)
+    await _reconcile_with(UnknownToProvider(), monkeypatch, due_only=False)
+    still_open = await PaymentAttempt.count().where(PaymentAttempt.status.is_in(["initiated", "pending"]))
+    assert still_open == 0
