@@ -39,6 +39,8 @@ class WebhookReceiver:
         with self.lock:
             self.failures_left = count
 
+    # What to answer each notification with (KNET's tranportal wants a `REDIRECT=` line).
+    reply: Callable[[Received], bytes] = lambda r: b""
     # How to tell which payment a notification is about; providers shape their bodies differently.
     payment_id_of: Callable[[Received], str | None] = lambda r: r.event.get("data", {}).get("id")
 
@@ -68,15 +70,18 @@ def webhook_receiver(path: str = "/webhooks/checkout") -> Iterator[WebhookReceiv
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            received = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
             with state.lock:
                 failing = state.failures_left > 0
                 if failing:
                     state.failures_left -= 1
                 else:
-                    state.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    state.received.append(received)
+            answer = b"" if failing else state.reply(received)
             self.send_response(500 if failing else 200)
-            self.send_header("content-length", "0")
+            self.send_header("content-length", str(len(answer)))
             self.end_headers()
+            self.wfile.write(answer)
 
         def log_message(self, *args: object) -> None:
             pass

@@ -13,6 +13,8 @@ from tests.support import fresh_database, live_server, run_shop
 from torture.figures import Figure
 
 PROVIDERS = ("checkout", "checkout_setup", "aps", "tap", "upayments", "knet")
+PROVIDER_TIMEOUT_S = 2  # the shop gives up on a provider call after this long (its sandbox shares the load)
+RECONCILE_INTERVAL_S = 2  # seconds between the shop's reconciliation passes
 
 
 @dataclass
@@ -27,6 +29,8 @@ class Shop:
     log_path: Path
     scale: float = 1.0
     work_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="shop-torture-")))
+    # Catalogue products a case has taken for itself, so cases never share stock.
+    claimed_products: set[int] = field(default_factory=set)
 
     def scaled(self, n: int, minimum: int = 1) -> int:
         return max(minimum, round(n * self.scale))
@@ -46,7 +50,8 @@ def running_shop(backend: str, scale: float, postgres_admin_url: str | None = No
         run_shop(database_url, "migrate")
         run_shop(database_url, "seed")
         log_path = tmp / f"shop-{secrets.token_hex(3)}.log"
-        env = {"SHOP_PROVIDER_TIMEOUT_S": "2", "SHOP_RECONCILE_INTERVAL_S": "2", "SHOP_MEDIA_DIR": str(tmp / "media"),
+        env = {"SHOP_PROVIDER_TIMEOUT_S": str(PROVIDER_TIMEOUT_S),
+               "SHOP_RECONCILE_INTERVAL_S": str(RECONCILE_INTERVAL_S), "SHOP_MEDIA_DIR": str(tmp / "media"),
                **extra_env}
         with live_server(database_url, workers=workers, log_path=log_path, **env) as base_url:
             yield Shop(backend, database_url, base_url, workers, log_path, scale, tmp)

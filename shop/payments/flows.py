@@ -26,7 +26,7 @@ from shop.payments.service import (
     start_attempt,
     utcnow,
 )
-from shop.payments.states import OPEN_PAYMENT, OrderStatus, PaymentStatus, check_order_move
+from shop.payments.states import CAPTURED_PAYMENT, OPEN_PAYMENT, OrderStatus, PaymentStatus, check_order_move
 from shop.payments.tables import PaymentAttempt
 
 log = logging.getLogger("shop.payments")
@@ -70,7 +70,10 @@ async def checkout(cart_token: str, details: CheckoutDetails, language: str, pro
     if attempt is not None:
         # A second press: resume the payment already started, never start another.
         return _resume(order, None, attempt)
-    outcome = await start_attempt(order, provider, public_url)
+    outcome = await start_attempt(order, provider, public_url, number=1)
+    if outcome.attempt is None:
+        # A concurrent press started it a moment ago: resume that one if it already has a page.
+        return _resume(order, None, await latest_attempt(order["id"]))
     return _resume(order, outcome, None)
 
 
@@ -90,7 +93,9 @@ async def retry(order: dict[str, Any], provider: Provider, public_url: str) -> C
     if order["status"] == OrderStatus.PAYMENT_FAILED:
         await _reopen(order)
         order = await Order.select().where(Order.id == order["id"]).first()
-    outcome = await start_attempt(order, provider, public_url)
+    outcome = await start_attempt(order, provider, public_url, number=(attempt["number"] if attempt else 0) + 1)
+    if outcome.attempt is None:
+        return _resume(order, None, await latest_attempt(order["id"]))
     return _resume(order, outcome, None)
 
 
@@ -103,7 +108,8 @@ async def send_payment_link(order: dict[str, Any], provider: Provider, public_ur
         raise OrderError(_("The active payment provider cannot send payment links."))
     if channel not in LINK_CHANNELS:
         raise OrderError(_("Choose how to send the link: shown here, by email or by SMS."))
-    if is_open(await latest_attempt(order["id"])):
+    last = await latest_attempt(order["id"])
+    if is_open(last):
         # Two payable attempts at once could both be paid, and one whose creation went unanswered
         # may exist at the provider (a link may even have been sent): wait until it is over.
         raise OrderError(_("A payment of this order is still open. Send a link once it has ended."))
@@ -113,7 +119,8 @@ async def send_payment_link(order: dict[str, Any], provider: Provider, public_ur
     if order["status"] == OrderStatus.PAYMENT_FAILED:
         await _reopen(order)
         order = await Order.select().where(Order.id == order["id"]).first()
-    outcome = await start_attempt(order, provider, public_url, link_channel=channel)
+    outcome = await start_attempt(order, provider, public_url, number=(last["number"] if last else 0) + 1,
+                                  link_channel=channel)
     if outcome.attempt is None:
         raise OrderError(_("A payment of this order is being started right now. Look again in a moment."))
     return outcome
@@ -185,6 +192,14 @@ async def handle_webhook(provider: Provider, headers: Mapping[str, str], body: b
             await record_event(None, provider.slug, "webhook", observation.payload, event_type=observation.event_type,
                                provider_event_id=None, signature_ok=True, note="no matching payment attempt")
             results.append(Applied(None))
+            continue
+        if not observation.trusted and observation.refund_status is None and \
+                PaymentStatus(attempt["status"]) in CAPTURED_PAYMENT:
+            # Payment news about money already taken cannot move it: no need to spend one of the
+            # provider's rate-limited status calls on each repeated copy.
+            await record_event(attempt["id"], provider.slug, "webhook", observation.payload,
+                               event_type=observation.event_type, signature_ok=None, note="unsigned: already captured")
+            results.append(Applied(attempt["id"], duplicate=True))
             continue
         if not observation.trusted:
             # An unsigned notification is only a hint: record it, then ask the provider.

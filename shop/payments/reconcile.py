@@ -63,8 +63,12 @@ async def reconcile_once(settings: Settings, client: httpx.AsyncClient, due_only
     condition = PaymentAttempt.status.is_in([s.value for s in OPEN_PAYMENT])
     if due_only:
         condition &= (PaymentAttempt.next_check_at <= now) | PaymentAttempt.next_check_at.is_null()
-    due = await PaymentAttempt.select().where(condition).order_by(PaymentAttempt.next_check_at).limit(BATCH)
+    query = PaymentAttempt.select().where(condition).order_by(PaymentAttempt.next_check_at)
+    # The background loop works in batches; a pass by hand (after a crash) asks about every one.
+    due = await (query.limit(BATCH) if due_only else query)
     for attempt in due:
+        if creating(attempt, now, settings):
+            continue  # its create call is still under way: that call's answer decides
         report.checked += 1
         try:
             provider = provider_for(attempt["provider"], settings, client)
@@ -83,22 +87,53 @@ async def reconcile_once(settings: Settings, client: httpx.AsyncClient, due_only
             if applied.status_after and PaymentStatus(applied.status_after) not in OPEN_PAYMENT:
                 report.settled += 1
                 continue
+        if observation is not None and observation.unknown_to_provider and never_started(attempt, now, settings):
+            report.settled += await _close(attempt["id"], PaymentStatus.FAILED,
+                                           "the provider never started this payment", "not started")
+            continue
         expires_at = attempt["expires_at"]
         if expires_at is not None and now > expires_at + EXPIRY_GRACE and observation is not None:
             # The provider answered and still has nothing final, long after its window closed.
-            applied = await apply_observation(
-                attempt["id"],
-                Observation(status=PaymentStatus.EXPIRED, failure_reason="expired: no result within the payment window",
-                            event_type="expired by reconciliation"),
-                "note",
-            )
-            report.expired += int(applied.changed)
+            report.expired += await _close(attempt["id"], PaymentStatus.EXPIRED,
+                                           "expired: no result within the payment window", "expired by reconciliation")
             continue
+        # Back off, unless the attempt moved meanwhile (a create that just failed asks to be
+        # checked at once; pushing that back would leave the customer waiting).
         await PaymentAttempt.update({
             PaymentAttempt.checks: attempt["checks"] + 1,
             PaymentAttempt.next_check_at: next_check(attempt["checks"] + 1, now),
-        }).where(PaymentAttempt.id == attempt["id"])
+        }).where((PaymentAttempt.id == attempt["id"]) & (PaymentAttempt.status == attempt["status"]))
     return report
+
+
+async def _close(attempt_id: int, status: PaymentStatus, reason: str, event_type: str) -> int:
+    """Settle an attempt on the shop's own word (1 if it moved): recorded as a note."""
+    applied = await apply_observation(attempt_id, Observation(status=status, failure_reason=reason,
+                                                              event_type=event_type), "note")
+    return int(applied.changed)
+
+
+def _create_window(settings: Settings) -> timedelta:
+    """Longer than any create call may take (connect, then the read timeout)."""
+    return timedelta(seconds=2 * settings.provider_timeout_s + 5)
+
+
+def creating(attempt: dict, now: datetime, settings: Settings) -> bool:
+    """The attempt's create call may still be under way in some process."""
+    created = attempt["created_at"]
+    return (attempt["status"] == PaymentStatus.INITIATED and created is not None
+            and now - created <= _create_window(settings))
+
+
+def never_started(attempt: dict, now: datetime, settings: Settings) -> bool:
+    """For a payment the provider says it does not know: its create call is over and no payment
+    page was ever shown, so no customer can pay it; it has failed (a later capture still wins).
+
+    Over means the shop recorded the unknown answer (`pending`), or a process died mid-call
+    (`initiated`) longer ago than any call may take."""
+    if attempt["redirect_url"]:
+        return False
+    return attempt["status"] == PaymentStatus.PENDING or not creating(attempt, now, settings)
 
 
 async def settle_pending_refunds(settings: Settings, client: httpx.AsyncClient) -> int:

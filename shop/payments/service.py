@@ -99,14 +99,14 @@ class StartOutcome:
 
 
 async def start_attempt(order: dict[str, Any], provider: Provider, settings_public_url: str,
-                        link_channel: str | None = None) -> StartOutcome:
-    """Create attempt number n+1 for the order and ask the provider to start it: as a checkout
+                        number: int, link_channel: str | None = None) -> StartOutcome:
+    """Create attempt `number` for the order and ask the provider to start it: as a checkout
     redirect, or with `link_channel` as a payment link staff send (open for LINK_VALIDITY).
 
-    Idempotent per (order, attempt number): a concurrent second call gets `attempt=None`.
+    The caller names the number after the last attempt it saw, never a fresh count: two Pay
+    presses that both saw no attempt both ask for number 1, and the second gets `attempt=None`
+    (counting again would have let it start attempt 2 and a second provider payment).
     A timeout leaves the attempt pending for the reconciler; it never fails it."""
-    count = await PaymentAttempt.count().where(PaymentAttempt.order == order["id"])
-    number = count + 1
     merchant_reference = f"{order['reference']}{number:02d}"
     try:
         inserted = await PaymentAttempt.insert(
@@ -155,9 +155,10 @@ async def start_attempt(order: dict[str, Any], provider: Provider, settings_publ
         else:
             started = await provider.start_payment(request)
     except ProviderUnavailable as exc:
-        # Unknown outcome: the provider may have created it. Pending, and the reconciler asks.
+        # Unknown outcome: the provider may have created it. Pending, and the reconciler asks at
+        # its next pass: the customer is waiting on the order page for the answer.
         await _update_attempt(attempt["id"], {
-            "status": PaymentStatus.PENDING.value, "next_check_at": now + FIRST_CHECK_AFTER,
+            "status": PaymentStatus.PENDING.value, "next_check_at": now,
             "expires_at": now + window,
             "failure_reason": "provider did not answer when the payment was created",
         })

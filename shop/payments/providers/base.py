@@ -115,6 +115,9 @@ class Observation:
     payload: Mapping[str, Any] = field(default_factory=dict)
     # False for unsigned notifications (UPayments): only a hint, confirmed by inquiry first.
     trusted: bool = True
+    # The provider was asked and has no payment by that reference (not "no answer", nor "cannot
+    # be looked up"): with no payment page ever shown, nobody can pay it.
+    unknown_to_provider: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,7 +155,7 @@ class CheckoutProvider(Provider):
         found = [p for p in listing.get("data", []) if p.get("reference") == merchant_reference]
         if not found:
             return Observation(status=None, merchant_reference=merchant_reference, event_type="not found",
-                               payload=listing)
+                               payload=listing, unknown_to_provider=True)
         return self.observation_from_details(found[0])
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[Observation]:

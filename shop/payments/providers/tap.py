@@ -281,7 +281,7 @@ class TapProvider(Provider):
                  and _dict(c.get("reference")).get("transaction") == merchant_reference]
         if not found:
             return Observation(status=None, merchant_reference=merchant_reference, event_type="not found",
-                               payload=listing)
+                               payload=listing, unknown_to_provider=True)
         return self.observation_from_charge(found[0])
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes) -> list[Observation]:
