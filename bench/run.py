@@ -294,9 +294,10 @@ def _statements(database_url: str) -> dict[str, float]:
     with TestClient(app=create_app(settings), base_url="http://127.0.0.1:8000") as client:
         post_form(client, "/cart/items", {"product_id": "8", "quantity": "1"})
         for name, send in requests.items():
-            with counting_statements() as seen:
-                assert send(client).status_code < 400, name
-            counts[name] = float(len(seen))
+            for turn in ("", " again"):  # the first of a page fills the catalogue cache
+                with counting_statements() as seen:
+                    assert send(client).status_code < 400, name
+                counts[name + turn] = float(len(seen))
     return counts
 
 
