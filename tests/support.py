@@ -107,13 +107,15 @@ class Served:
 
 
 @contextmanager
-def serving(database_url: str, workers: int = 1, port: int | None = None, **extra_env: str) -> Iterator[Served]:
+def serving(database_url: str, workers: int = 1, port: int | None = None, log_path: Path | None = None,
+            **extra_env: str) -> Iterator[Served]:
     """`shop serve` in a subprocess (with `workers` worker processes) on a free port; yields its
-    URL and process. The process group is stopped afterwards, workers included."""
+    URL and process. Output goes to `log_path`. The process group is stopped afterwards, workers
+    included."""
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = shop_env(database_url, **{"SHOP_PUBLIC_URL": base_url, **extra_env})
-    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"shop-live-{port}.log"
+    log_path = log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"shop-live-{port}.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "shop", "serve", "--host", "127.0.0.1", "--port", str(port),
@@ -128,9 +130,10 @@ def serving(database_url: str, workers: int = 1, port: int | None = None, **extr
 
 
 @contextmanager
-def live_server(database_url: str, workers: int = 1, port: int | None = None, **extra_env: str) -> Iterator[str]:
+def live_server(database_url: str, workers: int = 1, port: int | None = None, log_path: Path | None = None,
+                **extra_env: str) -> Iterator[str]:
     """`serving`, yielding only the base URL."""
-    with serving(database_url, workers, port, **extra_env) as served:
+    with serving(database_url, workers, port, log_path, **extra_env) as served:
         yield served.url
 
 
