@@ -72,7 +72,7 @@ async def test_a_upayments_payment_sends_each_vendor_its_share_and_the_shop_its_
              (await vendor_product(None, 1_001), 2)]
     order = await make_order(items, provider="upayments")
     recorder = Recorder()
-    outcome = await start_attempt(order, provider(UpaymentsProvider, SETTINGS, recorder), PUBLIC)
+    outcome = await start_attempt(order, provider(UpaymentsProvider, SETTINGS, recorder), PUBLIC, number=1)
     assert outcome.redirect_url == "https://pay.example/kpg"
     [body] = recorder.bodies
     assert order["total_fils"] == 9_999 + 2_250 + 2_002
@@ -90,10 +90,10 @@ async def test_a_upayments_payment_sends_each_vendor_its_share_and_the_shop_its_
 async def test_orders_without_vendor_lines_and_other_providers_send_no_split() -> None:
     recorder = Recorder()
     own_only = await make_order([(await vendor_product(None, 2_000), 1)], provider="upayments")
-    await start_attempt(own_only, provider(UpaymentsProvider, SETTINGS, recorder), PUBLIC)
+    await start_attempt(own_only, provider(UpaymentsProvider, SETTINGS, recorder), PUBLIC, number=1)
     seller = await vendor(IBAN_A, 500)
     mixed = await make_order([(await vendor_product(seller, 2_000), 1)], provider="tap")
-    await start_attempt(mixed, provider(TapProvider, SETTINGS, recorder), PUBLIC)
+    await start_attempt(mixed, provider(TapProvider, SETTINGS, recorder), PUBLIC, number=1)
     assert len(recorder.bodies) == 2
     assert all("extraMerchantData" not in b and "destinations" not in b for b in recorder.bodies)
 
@@ -105,11 +105,11 @@ async def test_a_mixed_order_without_a_shop_iban_is_charged_whole_and_flagged() 
     recorder = Recorder()
     live = SETTINGS.with_(sandbox=False, provider_settings={**SETTINGS.provider_settings,
                                                             "SHOP_UPAYMENTS_API_KEY": "live-key"})
-    outcome = await start_attempt(order, provider(UpaymentsProvider, live, recorder), PUBLIC)
+    outcome = await start_attempt(order, provider(UpaymentsProvider, live, recorder), PUBLIC, number=1)
     assert outcome.redirect_url and "extraMerchantData" not in recorder.bodies[0]
     flagged = await Order.select(Order.needs_attention, Order.attention_reason).where(Order.id == order["id"]).first()
     assert flagged["needs_attention"] and "SHOP_UPAYMENTS_MERCHANT_IBAN" in flagged["attention_reason"]
     # A vendor-only order needs no shop IBAN: it is split.
     alone = await make_order([(await vendor_product(seller, 3_000), 1)], provider="upayments")
-    await start_attempt(alone, provider(UpaymentsProvider, live, recorder), PUBLIC)
+    await start_attempt(alone, provider(UpaymentsProvider, live, recorder), PUBLIC, number=1)
     assert [e["ibanNumber"] for e in recorder.bodies[1]["extraMerchantData"]] == [IBAN_A]
