@@ -27,8 +27,8 @@ class Shop:
     base_url: str
     workers: int
     log_path: Path
-    scale: float = 1.0
-    work_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="shop-torture-")))
+    scale: float
+    work_dir: Path  # the shop's own folder (database, logs, media), removed afterwards
     # Catalogue products a case has taken for itself, so cases never share stock.
     claimed_products: set[int] = field(default_factory=set)
 
@@ -45,8 +45,9 @@ def running_shop(backend: str, scale: float, postgres_admin_url: str | None = No
     """A migrated, seeded database and `shop serve` over it: 2 workers on PostgreSQL, 1 on SQLite
     (SQLite has one writer). Sandboxes on, reconciliation every 2 s so cases can wait for it."""
     workers = workers or (2 if backend == "postgres" else 1)
-    tmp = Path(tempfile.mkdtemp(prefix=f"shop-torture-{backend}-"))
-    with fresh_database(backend, tmp, postgres_admin_url) as database_url:
+    with tempfile.TemporaryDirectory(prefix=f"shop-torture-{backend}-") as tmp_name, \
+            fresh_database(backend, Path(tmp_name), postgres_admin_url) as database_url:
+        tmp = Path(tmp_name)
         run_shop(database_url, "migrate")
         run_shop(database_url, "seed")
         log_path = tmp / f"shop-{secrets.token_hex(3)}.log"
