@@ -1,8 +1,9 @@
 """Database engines from `SHOP_DATABASE_URL`, bound to every table of the app."""
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import AsyncIterator, Callable, Iterable
 
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
@@ -65,3 +66,15 @@ def is_unique_violation(exc: BaseException) -> bool:
     name = type(exc).__name__
     text = str(exc).lower()
     return name == "UniqueViolationError" or ("unique constraint failed" in text) or "duplicate key" in text
+
+
+@asynccontextmanager
+async def unique_or(error: Callable[[], Exception]) -> AsyncIterator[None]:
+    """Turn a unique-constraint violation in the block (a race past the friendly pre-check) into
+    `error()`, the message the form shows; anything else goes through."""
+    try:
+        yield
+    except Exception as exc:
+        if is_unique_violation(exc):
+            raise error() from None
+        raise

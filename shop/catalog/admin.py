@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from shop.catalog.images import MEDIA_URL, image_url  # noqa: F401 (re-exported for staff pages)
 from shop.catalog.search import product_search_text, search_terms
 from shop.catalog.tables import Category, Product
-from shop.db import is_unique_violation, write_transaction
+from shop.db import unique_or, write_transaction
 from shop.i18n import gettext as _
 from shop.money import fils_to_str, parse_kwd
 from shop.staff.audit import audit
@@ -360,20 +360,16 @@ async def create_product(staff: Staff | None, data: ProductInput, stock: int = 0
     await _require_vendor(data.vendor)
     await _require_free_slug(Product, data.slug, None)
     values = _product_values(data)
-    try:
-        async with write_transaction(Product._meta.db):
-            rows = await Product.insert(Product(**values, stock=stock, reserved=0)).returning(*Product.all_columns())
-            product = rows[0]
-            await audit(staff, "product.create", "product", product["id"],
-                        after={**{k: product[k] for k in _PRODUCT_COLUMNS}, "stock": stock})
-    except Exception as exc:
-        if is_unique_violation(exc):
-            raise _slug_taken() from None
-        raise
+    async with unique_or(_slug_taken), write_transaction(Product._meta.db):
+        rows = await Product.insert(Product(**values, stock=stock, reserved=0)).returning(*Product.all_columns())
+        product = rows[0]
+        await audit(staff, "product.create", "product", product["id"],
+                    after={**{k: product[k] for k in _PRODUCT_COLUMNS}, "stock": stock})
     return _with_sellable(product)
 
 
-def _changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def changed_values(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(old, new) values of the fields `after` changes: what an audit entry records."""
     changed = [k for k in after if before.get(k) != after[k]]
     return {k: before.get(k) for k in changed}, {k: after[k] for k in changed}
 
@@ -387,20 +383,15 @@ async def update_product(staff: Staff | None, product_id: int, data: ProductInpu
     await _require_vendor(data.vendor, existing["vendor"] if existing else None)
     await _require_free_slug(Product, data.slug, product_id)
     values = _product_values(data)
-    try:
-        async with write_transaction(Product._meta.db):
-            current = await get_product(product_id)
-            before, after = _changes(current, values)
-            if not after:
-                return current
-            await Product.update({**values, "updated_at": utcnow()}).where(Product.id == product_id)
-            before.pop("search_text", None)
-            after.pop("search_text", None)
-            await audit(staff, "product.update", "product", product_id, before=before, after=after)
-    except Exception as exc:
-        if is_unique_violation(exc):
-            raise _slug_taken() from None
-        raise
+    async with unique_or(_slug_taken), write_transaction(Product._meta.db):
+        current = await get_product(product_id)
+        before, after = changed_values(current, values)
+        if not after:
+            return current
+        await Product.update({**values, "updated_at": utcnow()}).where(Product.id == product_id)
+        before.pop("search_text", None)
+        after.pop("search_text", None)
+        await audit(staff, "product.update", "product", product_id, before=before, after=after)
     return await get_product(product_id)
 
 
@@ -491,14 +482,9 @@ async def set_product_image(staff: Staff | None, product_id: int, data: bytes, m
 async def create_category(staff: Staff | None, data: CategoryInput) -> dict[str, Any]:
     """Raises CatalogueError (slug taken)."""
     await _require_free_slug(Category, data.slug, None)
-    try:
-        async with write_transaction(Category._meta.db):
-            rows = await Category.insert(Category(**asdict(data))).returning(*Category.all_columns())
-            await audit(staff, "category.create", "category", rows[0]["id"], after=asdict(data))
-    except Exception as exc:
-        if is_unique_violation(exc):
-            raise _slug_taken() from None
-        raise
+    async with unique_or(_slug_taken), write_transaction(Category._meta.db):
+        rows = await Category.insert(Category(**asdict(data))).returning(*Category.all_columns())
+        await audit(staff, "category.create", "category", rows[0]["id"], after=asdict(data))
     return rows[0]
 
 
@@ -507,15 +493,10 @@ async def update_category(staff: Staff | None, category_id: int, data: CategoryI
 
     Raises NotFound, CatalogueError."""
     await _require_free_slug(Category, data.slug, category_id)
-    try:
-        async with write_transaction(Category._meta.db):
-            current = await get_category(category_id)
-            before, after = _changes(current, asdict(data))
-            if after:
-                await Category.update(asdict(data)).where(Category.id == category_id)
-                await audit(staff, "category.update", "category", category_id, before=before, after=after)
-    except Exception as exc:
-        if is_unique_violation(exc):
-            raise _slug_taken() from None
-        raise
+    async with unique_or(_slug_taken), write_transaction(Category._meta.db):
+        current = await get_category(category_id)
+        before, after = changed_values(current, asdict(data))
+        if after:
+            await Category.update(asdict(data)).where(Category.id == category_id)
+            await audit(staff, "category.update", "category", category_id, before=before, after=after)
     return await get_category(category_id)

@@ -5,8 +5,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
-from shop.catalog.admin import clean
-from shop.db import is_unique_violation, write_transaction
+from shop.catalog.admin import changed_values, clean
+from shop.db import unique_or, write_transaction
 from shop.i18n import gettext as _
 from shop.staff.audit import audit
 from shop.staff.auth import Staff, utcnow
@@ -115,14 +115,9 @@ async def _require_free_name(name: str, own_id: int | None) -> None:
 async def create_vendor(staff: Staff | None, data: VendorInput) -> dict[str, Any]:
     """Add a vendor. Raises VendorError (name taken)."""
     await _require_free_name(data.name, None)
-    try:
-        async with write_transaction(Vendor._meta.db):
-            rows = await Vendor.insert(Vendor(**asdict(data))).returning(*Vendor.all_columns())
-            await audit(staff, "vendor.create", "vendor", rows[0]["id"], after=asdict(data))
-    except Exception as exc:
-        if is_unique_violation(exc):
-            raise _name_taken() from None
-        raise
+    async with unique_or(_name_taken), write_transaction(Vendor._meta.db):
+        rows = await Vendor.insert(Vendor(**asdict(data))).returning(*Vendor.all_columns())
+        await audit(staff, "vendor.create", "vendor", rows[0]["id"], after=asdict(data))
     return rows[0]
 
 
@@ -132,19 +127,13 @@ async def update_vendor(staff: Staff | None, vendor_id: int, data: VendorInput) 
     Raises VendorNotFound, VendorError. Saving unchanged values audits nothing."""
     await _require_free_name(data.name, vendor_id)
     values = asdict(data)
-    try:
-        async with write_transaction(Vendor._meta.db):
-            current = await get_vendor(vendor_id)
-            changed = [k for k in values if current[k] != values[k]]
-            if not changed:
-                return current
-            await Vendor.update({**values, "updated_at": utcnow()}).where(Vendor.id == vendor_id)
-            await audit(staff, "vendor.update", "vendor", vendor_id, before={k: current[k] for k in changed},
-                        after={k: values[k] for k in changed})
-    except Exception as exc:
-        if is_unique_violation(exc):
-            raise _name_taken() from None
-        raise
+    async with unique_or(_name_taken), write_transaction(Vendor._meta.db):
+        current = await get_vendor(vendor_id)
+        before, after = changed_values(current, values)
+        if not after:
+            return current
+        await Vendor.update({**values, "updated_at": utcnow()}).where(Vendor.id == vendor_id)
+        await audit(staff, "vendor.update", "vendor", vendor_id, before=before, after=after)
     return await get_vendor(vendor_id)
 
 
