@@ -88,7 +88,11 @@ async def provider_faults(shop: Shop) -> list[Figure]:
                 async with Customer(shop) as customer:
                     seen, paid = await buy_whatever_happens(customer, product)
                 codes += seen
-                unpaid += paid != should_pay
+                if paid != should_pay:
+                    unpaid += 1
+                    # Which purchase went wrong is what a reader of the figures needs to reproduce it.
+                    print(f"#   provider-faults: {provider} {controls}: paid={paid}, expected {should_pay}; "
+                          f"answers {seen}", flush=True)
             await set_controls(sandbox, provider)
             if provider in CREATE_OP and shop.scale >= 0.2 or provider == "checkout":
                 p99s.append(await _p99_while_hanging(shop, sandbox, provider, product))
@@ -202,7 +206,9 @@ async def _connection_refused(shop: Shop, product: int) -> tuple[list[int], int]
                                     codes.append(200)
                             if not paid:
                                 await asyncio.sleep(0.5)
-                    unpaid += not paid
+                    if not paid:
+                        unpaid += 1
+                        print(f"#   provider-faults: {provider} API unreachable: not paid", flush=True)
     return codes, unpaid
 
 
