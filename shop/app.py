@@ -16,6 +16,7 @@ from litestar.static_files import create_static_files_router
 from piccolo.engine.postgres import PostgresEngine
 
 from shop.cart.controllers import CartController
+from shop.catalog.cache import CatalogueCache
 from shop.catalog.controllers import CatalogController
 from shop.checkout.controllers import CheckoutController, payment_return, webhook
 from shop.db import bind_tables, make_engine, prepare_sqlite
@@ -127,5 +128,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         request_class=ShopRequest,
         openapi_config=None,
         debug=False,
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "catalogue_cache": CatalogueCache()}),
     )

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
+from jinja2.runtime import Context
 from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.template.base import csrf_token
 from litestar.template.config import TemplateConfig
+from markupsafe import Markup
 
 from shop import i18n
 from shop.catalog.images import image_url
@@ -28,6 +31,25 @@ def _query(base: dict[str, object] | None = None, **changes: object) -> str:
     """Query string keeping the current filters, with `changes` applied (None drops a key)."""
     merged = {**(base or {}), **changes}
     return urlencode({k: v for k, v in merged.items() if v not in (None, "")})
+
+
+CSRF_PLACEHOLDER = "\x00csrf\x00"
+
+
+@pass_context
+def _rendered_once(context: Context, store: dict[str, str], caller) -> Markup:  # type: ignore[no-untyped-def]
+    """`{% call rendered_once(store) %}...{% endcall %}`: the block's HTML, rendered once per
+    language into `store` (which must live exactly as long as the data the block shows). The
+    customer's own CSRF token, the one per-customer thing in a product grid, is put back in."""
+    token = csrf_token(context)
+    language = i18n.current_language.get()
+    html = store.get(language)
+    if html is None:
+        html = str(caller())
+        if not token:
+            return Markup(html)
+        html = store[language] = html.replace(token, CSRF_PLACEHOLDER)
+    return Markup(html.replace(CSRF_PLACEHOLDER, token))
 
 
 def build_environment() -> Environment:
@@ -55,6 +77,7 @@ def build_environment() -> Environment:
         htmx_file=HTMX_FILE,
         image_url=image_url,
         kuwait_time=kuwait_time_text,
+        rendered_once=_rendered_once,
     )
     return env
 

@@ -1,0 +1,76 @@
+"""The catalogue cache never shows an old price or stock level, whoever changed it."""
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+import pytest
+from litestar.testing import TestClient
+
+from shop.app import create_app
+from shop.catalog.tables import Category, Product
+from shop.money import format_kwd
+from tests.web.conftest import run, sellable
+
+CSRF_FIELD = re.compile(r'name="_csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture()
+def changed_product(client) -> Iterator[dict]:
+    """A sellable product whose price and stock the test may change; put back afterwards."""
+    row = sellable(10)[0]
+    yield row
+    run(Product.update({Product.price_fils: row["price_fils"], Product.stock: row["stock"]}).where(
+        Product.id == row["id"]))
+
+
+def _card(html: str, product_id: int) -> str:
+    return html.split(f'data-product-id="{product_id}"')[1].split("</article>")[0]
+
+
+def test_a_price_or_stock_change_shows_on_the_next_request(client, changed_product) -> None:
+    pid, slug = changed_product["id"], changed_product["slug"]
+    listing = "/products?" + "q=" + changed_product["name_en"].split()[0]
+    for path in (listing, f"/products/{slug}"):
+        assert client.get(path).status_code == 200  # now cached
+    new_price = changed_product["price_fils"] + 1230
+    # Another connection, as another worker process or `shop` command would write.
+    run(Product.update({Product.price_fils: new_price, Product.stock: Product.reserved + 2}).where(Product.id == pid))
+    card = _card(client.get(listing).text, pid)
+    assert format_kwd(new_price) in card and "Only 2 left" in card
+    page = client.get(f"/products/{slug}").text
+    assert format_kwd(new_price) in page and "Only 2 left" in page
+
+
+def test_a_withdrawn_category_leaves_the_cached_pages(client) -> None:
+    category = run(Category.select().where(Category.active.eq(True)).order_by(Category.id).first())
+    path = f"/products?category={category['slug']}"
+    assert client.get(path).status_code == 200
+    run(Category.update({Category.active: False}).where(Category.id == category["id"]))
+    try:
+        assert client.get(path).status_code == 404
+    finally:
+        run(Category.update({Category.active: True}).where(Category.id == category["id"]))
+    assert client.get(path).status_code == 200
+
+
+def test_each_customer_gets_their_own_csrf_token_in_a_cached_grid(settings) -> None:
+    app = create_app(settings)
+    tokens = []
+    with TestClient(app=app, base_url="http://127.0.0.1:8000") as first, \
+            TestClient(app=app, base_url="http://127.0.0.1:8000") as second:
+        for client in (first, second, first):
+            page = client.get("/products?page=2")
+            found = set(CSRF_FIELD.findall(page.text))
+            assert len(found) == 1
+            tokens.append(found.pop())
+            assert "\x00" not in page.text
+    assert tokens[0] != tokens[1] and tokens[0] == tokens[2]
+
+
+def test_a_cached_grid_is_rendered_per_language(client) -> None:
+    english = client.get("/products?page=1").text
+    arabic = client.get("/products?page=1&lang=ar").text
+    assert 'dir="rtl"' in arabic
+    assert _card(english, int(re.search(r'data-product-id="(\d+)"', english).group(1))) != \
+        _card(arabic, int(re.search(r'data-product-id="(\d+)"', arabic).group(1)))
