@@ -119,7 +119,8 @@ def providers_table() -> str:
     return "\n".join(rows)
 
 
-APP_FACTORY = "shop.app:create_app"
+# uvicorn reads X-Forwarded-* itself (proxy_headers); granian serves the app behind the same logic.
+APP_FACTORIES = {"uvicorn": "shop.app:create_app", "granian": "shop.app:create_proxied_app"}
 
 
 def run_server(target: str, server: str, host: str, port: int, workers: int) -> None:
@@ -145,7 +146,7 @@ def serve(settings: Settings, host: str | None, port: int | None, workers: int |
     port = port or settings.port
     print(f"shop: serving on http://{host}:{port} ({settings.env}, {settings.database_url.split('://')[0]}, "
           f"{settings.server})", flush=True)
-    run_server(APP_FACTORY, settings.server, host, port, workers or settings.workers)
+    run_server(APP_FACTORIES[settings.server], settings.server, host, port, workers or settings.workers)
     return 0
 
 
