@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import sys
 import weakref
 from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
@@ -18,7 +17,6 @@ from piccolo.table import Table
 SQLITE_BUSY_TIMEOUT_S = 30
 
 
-SQLITE_SWITCH_INTERVAL_S = 0.0005
 # A read that meets a lock (rare in WAL mode: recovery, a checkpoint) gives up this fast and
 # takes the ordinary, threaded path instead of holding up the event loop.
 SQLITE_READER_TIMEOUT_S = 0.05
@@ -108,10 +106,6 @@ async def prepare_sqlite(engine: Engine) -> None:
     """WAL lets readers run beside one writer; it is a property of the database file."""
     if isinstance(engine, SQLiteEngine):
         await engine.run_ddl("PRAGMA journal_mode=WAL;")
-        # aiosqlite runs each write statement in a thread and hands the result back: a few hand-
-        # offs a statement, each waiting up to the GIL's switch interval (5 ms) while the event
-        # loop is busy. A shorter interval made checkout and webhooks several times faster.
-        sys.setswitchinterval(SQLITE_SWITCH_INTERVAL_S)
 
 
 async def database_ok(engine: Engine) -> bool:
