@@ -20,12 +20,24 @@ class CatalogueCache:
         self.max_entries = max_entries
         self._version: int | None = None
         self._entries: OrderedDict[Hashable, object] = OrderedDict()
+        self._fragments: dict[Hashable, str] = {}
+
+    def _see(self, version: int) -> None:
+        if version != self._version:
+            self._entries.clear()
+            # A new store: a request still rendering from the older version writes into the old one.
+            self._fragments = {}
+            self._version = version
+
+    def fragments(self, version: int) -> dict[Hashable, str]:
+        """A store for HTML rendered from the catalogue at `version` (templates' rendered_once),
+        emptied whenever the catalogue changes."""
+        self._see(version)
+        return self._fragments
 
     async def get(self, version: int, key: Hashable, compute: Callable[[], Awaitable[T]]) -> T:
         """The value for `key` at catalogue `version`, computed (and kept) when missing."""
-        if version != self._version:
-            self._entries.clear()
-            self._version = version
+        self._see(version)
         if key in self._entries:
             self._entries.move_to_end(key)
             return self._entries[key]  # type: ignore[return-value]

@@ -21,6 +21,7 @@ class CatalogController(Controller):
         context = await page_context(
             request,
             cart_count=cart_count,
+            fragments=cache.fragments(version),
             featured=await cache.get(version, "featured", services.featured_products),
             categories=await cache.get(version, "categories", services.list_categories),
         )
@@ -45,7 +46,8 @@ class CatalogController(Controller):
         result = await cache.get(version, ("search", q, category, page_number),
                                  lambda: services.search_products(q, chosen, page_number, page_size))
         context = await page_context(
-            request, cart_count=cart_count, result=result, categories=categories, q=q, category_slug=category
+            request, cart_count=cart_count, result=result, categories=categories, q=q, category_slug=category,
+            fragments=cache.fragments(version),
         )
         name = "catalog/_results.html" if is_htmx(request) else "catalog/list.html"
         return Template(name, context=context)
@@ -54,7 +56,9 @@ class CatalogController(Controller):
     async def product(self, request: Request, slug: FromPath[str]) -> Template:
         version, cart_count = await version_and_cart_count(cart_token(request))
         slug = slug[:200]
-        product = await catalogue_cache(request).get(version, ("product", slug), lambda: services.product_by_slug(slug))
+        cache = catalogue_cache(request)
+        product = await cache.get(version, ("product", slug), lambda: services.product_by_slug(slug))
         if product is None:
             raise NotFoundException("unknown product")
-        return Template("catalog/product.html", context=await page_context(request, cart_count=cart_count, product=product))
+        context = await page_context(request, cart_count=cart_count, product=product, fragments=cache.fragments(version))
+        return Template("catalog/product.html", context=context)

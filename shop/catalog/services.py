@@ -1,7 +1,7 @@
 """Catalogue queries for the storefront: categories, featured products, search, product pages."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from shop.catalog.search import search_terms
@@ -33,9 +33,6 @@ class ProductPage:
     page: int
     pages: int
     category: dict[str, Any] | None
-    # The product grid's HTML per language, rendered once for this page of results (which the
-    # catalogue cache keeps only while the catalogue is unchanged). See templating.rendered_once.
-    rendered: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
 async def list_categories() -> list[dict[str, Any]]:

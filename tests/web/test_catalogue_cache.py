@@ -6,6 +6,7 @@ from typing import Iterator
 
 import pytest
 from litestar.testing import TestClient
+from markupsafe import escape
 
 from shop.app import create_app
 from shop.catalog.tables import Category, Product
@@ -74,3 +75,34 @@ def test_a_cached_grid_is_rendered_per_language(client) -> None:
     assert 'dir="rtl"' in arabic
     assert _card(english, int(re.search(r'data-product-id="(\d+)"', english).group(1))) != \
         _card(arabic, int(re.search(r'data-product-id="(\d+)"', arabic).group(1)))
+
+
+def test_a_renamed_category_shows_in_the_filter_the_home_page_and_product_pages(client) -> None:
+    category = run(Category.select().where(Category.active.eq(True)).order_by(Category.id).first())
+    product = run(Product.select(Product.slug).where(
+        (Product.category == category["id"]) & Product.active.eq(True)).first())
+    paths = ("/products", "/", f"/products/{product['slug']}")
+    for path in paths:
+        assert str(escape(category["name_en"])) in client.get(path).text  # now cached
+    run(Category.update({Category.name_en: "Renamed Shelf"}).where(Category.id == category["id"]))
+    try:
+        for path in paths:
+            page = client.get(path).text
+            assert "Renamed Shelf" in page, path
+    finally:
+        run(Category.update({Category.name_en: category["name_en"]}).where(Category.id == category["id"]))
+
+
+def test_the_chosen_category_is_marked_selected_on_its_own_page_only(client) -> None:
+    slugs = [c["slug"] for c in run(Category.select(Category.slug).where(Category.active.eq(True)).limit(2))]
+    for chosen in slugs + slugs:
+        page = client.get(f"/products?category={chosen}").text
+        assert re.findall(r'<option value="([^"]+)" selected>', page) == [chosen]
+    assert " selected>" not in client.get("/products").text
+
+
+def test_a_cached_product_page_is_rendered_per_language(client, changed_product) -> None:
+    path = f"/products/{changed_product['slug']}"
+    english, arabic = client.get(path).text, client.get(path + "?lang=ar").text
+    assert changed_product["name_en"] in english and changed_product["name_ar"] in arabic
+    assert "Add to cart" in english and "Add to cart" not in arabic
