@@ -27,7 +27,7 @@ RUN pip install --no-cache-dir . \
 FROM python:3.11-slim-bookworm AS runtime
 
 LABEL org.opencontainers.image.title="knet-shop" \
-      org.opencontainers.image.description="Server-rendered Kuwaiti storefront (Litestar + granian)" \
+      org.opencontainers.image.description="Server-rendered Kuwaiti storefront (Litestar + uvicorn)" \
       org.opencontainers.image.licenses="MIT"
 
 # Only these defaults are baked in; everything else comes from SHOP_ variables at run time.

@@ -131,8 +131,11 @@ def run_server(target: str, server: str, host: str, port: int, workers: int) -> 
         from granian.constants import Interfaces, Loops
         from granian.server import Server
 
+        # A worker that dies is replaced (granian's default is to stop the whole server), unless it
+        # dies again within seconds of its restart: granian then stops anyway.
         Server(target, address=host, port=port, interface=Interfaces.ASGI, workers=workers, factory=True,
-               loop=Loops.uvloop, websockets=False, log_access=False).serve()
+               loop=Loops.uvloop, websockets=False, log_access=False, respawn_failed_workers=True,
+               respawn_interval=0.5).serve()
         return
     import uvicorn
 

@@ -13,7 +13,7 @@ DEFAULT_DATABASE_URL = "sqlite:///shop.db"
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 DEV_SECRET_FILE = ".shop-secret-key"
 SERVERS = ("uvicorn", "granian")
-DEFAULT_SERVER = "granian"
+DEFAULT_SERVER = "uvicorn"  # granian is faster but stops when a worker dies: docs/performance.md
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 

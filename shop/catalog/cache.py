@@ -13,6 +13,20 @@ from typing import Awaitable, Callable, Hashable, TypeVar
 
 T = TypeVar("T")
 MAX_ENTRIES = 2048  # bounded: keys include customers' search words and page numbers
+MAX_FRAGMENTS = 256  # rendered HTML, up to tens of kB each (a grid of 24 cards)
+
+
+class FragmentStore(OrderedDict[Hashable, str]):
+    """Rendered HTML by key, the oldest dropped beyond `max_entries` (search words are keys)."""
+
+    def __init__(self, max_entries: int = MAX_FRAGMENTS) -> None:
+        super().__init__()
+        self.max_entries = max_entries
+
+    def __setitem__(self, key: Hashable, html: str) -> None:
+        super().__setitem__(key, html)
+        if len(self) > self.max_entries:
+            self.popitem(last=False)
 
 
 class CatalogueCache:
@@ -20,16 +34,16 @@ class CatalogueCache:
         self.max_entries = max_entries
         self._version: int | None = None
         self._entries: OrderedDict[Hashable, object] = OrderedDict()
-        self._fragments: dict[Hashable, str] = {}
+        self._fragments = FragmentStore()
 
     def _see(self, version: int) -> None:
         if version != self._version:
             self._entries.clear()
             # A new store: a request still rendering from the older version writes into the old one.
-            self._fragments = {}
+            self._fragments = FragmentStore()
             self._version = version
 
-    def fragments(self, version: int) -> dict[Hashable, str]:
+    def fragments(self, version: int) -> FragmentStore:
         """A store for HTML rendered from the catalogue at `version` (templates' rendered_once),
         emptied whenever the catalogue changes."""
         self._see(version)

@@ -106,3 +106,14 @@ def test_a_cached_product_page_is_rendered_per_language(client, changed_product)
     english, arabic = client.get(path).text, client.get(path + "?lang=ar").text
     assert changed_product["name_en"] in english and changed_product["name_ar"] in arabic
     assert "Add to cart" in english and "Add to cart" not in arabic
+
+
+def test_kept_fragments_are_bounded_whatever_customers_search_for() -> None:
+    from shop.catalog.cache import MAX_FRAGMENTS, CatalogueCache
+
+    fragments = CatalogueCache().fragments(1)
+    for n in range(MAX_FRAGMENTS + 50):
+        fragments[("en", "grid", f"search words {n}")] = "<div>...</div>"
+    assert len(fragments) == MAX_FRAGMENTS
+    assert ("en", "grid", "search words 0") not in fragments
+    assert ("en", "grid", f"search words {MAX_FRAGMENTS + 49}") in fragments
