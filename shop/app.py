@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 
 from litestar import Litestar, Router
 from litestar.config.csrf import CSRFConfig
@@ -13,9 +14,11 @@ from litestar.middleware import DefineMiddleware
 from litestar.middleware.session.client_side import CookieBackendConfig
 from litestar.plugins.htmx import HTMXPlugin
 from litestar.static_files import create_static_files_router
+from litestar.types import ASGIApp
 from piccolo.engine.postgres import PostgresEngine
 
 from shop.cart.controllers import CartController
+from shop.catalog.cache import CatalogueCache
 from shop.catalog.controllers import CatalogController
 from shop.checkout.controllers import CheckoutController, payment_return, webhook
 from shop.db import bind_tables, make_engine, prepare_sqlite
@@ -127,5 +130,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
         request_class=ShopRequest,
         openapi_config=None,
         debug=False,
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "catalogue_cache": CatalogueCache()}),
     )
+
+
+def create_proxied_app() -> ASGIApp:
+    """`create_app()` behind uvicorn's X-Forwarded-For/-Proto handling, for a server that has
+    none of its own (granian): trusted from the same hosts uvicorn trusts (FORWARDED_ALLOW_IPS,
+    default 127.0.0.1), so the client address staff sign-in throttling sees is unchanged."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    return ProxyHeadersMiddleware(create_app(), trusted_hosts=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"))

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterable
+from typing import Any, AsyncIterator, Callable, Iterable
 
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine
 from piccolo.table import Table
 
-# Concurrent writers wait this long for SQLite's lock instead of failing with "locked".
-SQLITE_BUSY_TIMEOUT_S = 30
+from shop.sqlite_engine import LoopSQLiteEngine
 
 
 def make_engine(database_url: str) -> Engine:
@@ -20,7 +19,7 @@ def make_engine(database_url: str) -> Engine:
         path = Path(database_url.removeprefix("sqlite:///"))
         if path.parent != Path(""):
             path.parent.mkdir(parents=True, exist_ok=True)
-        return SQLiteEngine(path=str(path), timeout=SQLITE_BUSY_TIMEOUT_S)
+        return LoopSQLiteEngine(path=str(path))
     if database_url.startswith(("postgres://", "postgresql://")):
         return PostgresEngine(config={"dsn": database_url})
     raise ValueError("unsupported database URL (use sqlite:/// or postgres://)")
@@ -47,14 +46,19 @@ async def database_ok(engine: Engine) -> bool:
     return bool(rows) and rows[0].get("ok") == 1
 
 
-def write_transaction(engine: Engine):  # type: ignore[no-untyped-def]
-    """A transaction that takes the write lock up front on SQLite (no upgrade deadlocks) and is
-    a plain transaction on PostgreSQL, where rows are locked explicitly."""
+@asynccontextmanager
+async def write_transaction(engine: Engine) -> AsyncIterator[Any]:
+    """A transaction that takes the write lock up front on SQLite (no upgrade deadlocks; this
+    process's writers queue first, see LoopSQLiteEngine.writing) and is a plain transaction
+    on PostgreSQL, where rows are locked explicitly."""
     if isinstance(engine, SQLiteEngine):
         from piccolo.engine.sqlite import TransactionType
 
-        return engine.transaction(transaction_type=TransactionType.immediate)
-    return engine.transaction()
+        async with engine.transaction(transaction_type=TransactionType.immediate) as transaction:
+            yield transaction
+        return
+    async with engine.transaction() as transaction:
+        yield transaction
 
 
 def is_postgres(engine: Engine) -> bool:

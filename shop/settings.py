@@ -12,6 +12,8 @@ from shop.vendors.iban import is_kuwaiti_iban, normalise_iban
 DEFAULT_DATABASE_URL = "sqlite:///shop.db"
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 DEV_SECRET_FILE = ".shop-secret-key"
+SERVERS = ("uvicorn", "granian")
+DEFAULT_SERVER = "uvicorn"  # granian is faster but stops when a worker dies: docs/performance.md
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 
@@ -109,6 +111,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    # The ASGI server `shop serve` runs (see docs/performance.md for why this one).
+    server: str = DEFAULT_SERVER
     # Connections per process; 0 disables the pool (each query opens its own connection).
     db_pool_size: int = 10
     page_size: int = 24
@@ -175,7 +179,7 @@ class Settings:
             "SHOP_ENV", "SHOP_DATABASE_URL", "SHOP_SECRET_KEY", "SHOP_PUBLIC_URL", "SHOP_PROVIDER",
             "SHOP_SANDBOX", "SHOP_HOST", "SHOP_PORT", "SHOP_WORKERS", "SHOP_DB_POOL_SIZE",
             "SHOP_PAGE_SIZE", "SHOP_MAX_BODY_BYTES", "SHOP_RECONCILE_INTERVAL_S", "SHOP_SMTP_URL", "SHOP_PROVIDER_TIMEOUT_S",
-            "SHOP_EMAIL_FROM", "SHOP_MEDIA_DIR", "SHOP_UPAYMENTS_MERCHANT_IBAN",
+            "SHOP_EMAIL_FROM", "SHOP_MEDIA_DIR", "SHOP_UPAYMENTS_MERCHANT_IBAN", "SHOP_SERVER",
         }
         settings = cls(
             env=mode,
@@ -187,6 +191,7 @@ class Settings:
             host=env.get("SHOP_HOST", "127.0.0.1"),
             port=_int(env, "SHOP_PORT", 8000),
             workers=_int(env, "SHOP_WORKERS", 1),
+            server=env.get("SHOP_SERVER", "").strip().lower() or DEFAULT_SERVER,
             db_pool_size=_int(env, "SHOP_DB_POOL_SIZE", 10),
             page_size=_int(env, "SHOP_PAGE_SIZE", 24),
             max_body_bytes=_int(env, "SHOP_MAX_BODY_BYTES", 64 * 1024),
@@ -207,6 +212,8 @@ class Settings:
             raise SettingsError("SHOP_DATABASE_URL must start with sqlite:/// or postgres://")
         if not self.public_url.startswith(("http://", "https://")):
             raise SettingsError("SHOP_PUBLIC_URL must be an http(s) URL")
+        if self.server not in SERVERS:
+            raise SettingsError(f"SHOP_SERVER must be one of {', '.join(SERVERS)}, not {self.server!r}")
         if not 1 <= self.page_size <= 200:
             raise SettingsError("SHOP_PAGE_SIZE must be between 1 and 200")
         if self.upayments_merchant_iban and not is_kuwaiti_iban(self.upayments_merchant_iban):

@@ -14,6 +14,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Coroutine, Iterator, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -32,14 +33,13 @@ def require_all() -> bool:
 
 
 def shop_env(database_url: str, **extra: str) -> dict[str, str]:
+    """A clean SHOP_ environment for a subprocess; `extra` may override the test defaults
+    (the benchmark runs the shop with SHOP_ENV=production)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHOP_")}
-    env.update({  # `extra` may override the defaults (a production shop sets SHOP_ENV)
-        "SHOP_ENV": "test",
-        "SHOP_DATABASE_URL": database_url,
-        "SHOP_SECRET_KEY": TEST_SECRET,
-        "SHOP_DB_POOL_SIZE": "2",
-        **extra,
-    })
+    env.update(
+        {"SHOP_ENV": "test", "SHOP_DATABASE_URL": database_url, "SHOP_SECRET_KEY": TEST_SECRET,
+         "SHOP_DB_POOL_SIZE": "2", **extra}
+    )
     return env
 
 
@@ -102,11 +102,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Served:
+    url: str
+    process: subprocess.Popen[bytes]  # the process group leader: pid == pgid
+
+
 @contextmanager
-def live_server(database_url: str, workers: int = 1, port: int | None = None, log_path: Path | None = None,
-                **extra_env: str) -> Iterator[str]:
+def serving(database_url: str, workers: int = 1, port: int | None = None, log_path: Path | None = None,
+            **extra_env: str) -> Iterator[Served]:
     """`shop serve` in a subprocess (with `workers` worker processes) on a free port; yields its
-    base URL. Output goes to `log_path`. The process group is stopped afterwards, workers included."""
+    URL and process. Output goes to `log_path`. The process group is stopped afterwards, workers included."""
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
     # SHOP_PUBLIC_URL may be overridden (a production shop must call itself https://).
@@ -119,19 +125,31 @@ def live_server(database_url: str, workers: int = 1, port: int | None = None, lo
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"shop serve did not start:\n{log_path.read_text()}")
-                time.sleep(0.1)
-            yield base_url
+            wait_for_health(base_url, process, log_path)
+            yield Served(base_url, process)
         finally:
             stop_process_group(process)
+
+
+@contextmanager
+def live_server(database_url: str, workers: int = 1, port: int | None = None, log_path: Path | None = None,
+                **extra_env: str) -> Iterator[str]:
+    """`serving`, yielding only the base URL."""
+    with serving(database_url, workers, port, log_path, **extra_env) as served:
+        yield served.url
+
+
+def wait_for_health(base_url: str, process: subprocess.Popen[bytes], log_path: Path, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"server did not start:\n{log_path.read_text()}")
+        time.sleep(0.1)
 
 
 def stop_process_group(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
@@ -184,6 +202,26 @@ def wait_until(check: Callable[[], bool], timeout_s: float = 10.0, interval_s: f
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(interval_s)
+
+
+@contextmanager
+def counting_statements() -> Iterator[list[str]]:
+    """Every statement the app's engine runs while the block runs (queries and raw SQL)."""
+    from shop.catalog.tables import Product
+
+    engine_class = type(Product._meta.db)  # engines have __slots__: patch the class for the block
+    seen: list[str] = []
+    original = engine_class.run_querystring
+
+    async def run_querystring(self, querystring, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(str(querystring)[:120])
+        return await original(self, querystring, *args, **kwargs)
+
+    engine_class.run_querystring = run_querystring  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        engine_class.run_querystring = original  # type: ignore[method-assign]
 
 
 CSRF_FIELD = re.compile(r'name="_csrf_token" value="([^"]+)"')

@@ -36,7 +36,7 @@ class CartController(Controller):
     @get("/", name="cart")
     async def show(self, request: Request) -> Template:
         cart = await services.load_cart(cart_token(request))
-        return Template("cart/cart.html", context=await page_context(request, cart=cart))
+        return Template("cart/cart.html", context=await page_context(request, cart_count=cart.item_count, cart=cart))
 
     @post("/items", name="cart-add", status_code=200)
     async def add(self, request: Request) -> Response:

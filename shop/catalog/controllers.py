@@ -9,16 +9,21 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Template
 
 from shop.catalog import services
-from shop.web.pages import app_settings, is_htmx, page_context
+from shop.catalog.cache import version_and_cart_count
+from shop.web.pages import app_settings, cart_token, catalogue_cache, is_htmx, page_context
 
 
 class CatalogController(Controller):
     @get("/", name="home")
     async def home(self, request: Request) -> Template:
+        version, cart_count = await version_and_cart_count(cart_token(request))
+        cache = catalogue_cache(request)
         context = await page_context(
             request,
-            featured=await services.featured_products(),
-            categories=await services.list_categories(),
+            cart_count=cart_count,
+            fragments=cache.fragments(version),
+            featured=await cache.get(version, "featured", services.featured_products),
+            categories=await cache.get(version, "categories", services.list_categories),
         )
         return Template("catalog/home.html", context=context)
 
@@ -30,21 +35,30 @@ class CatalogController(Controller):
         category: Annotated[str, QueryParameter(name="category", max_length=80)] = "",
         page: Annotated[str, QueryParameter(name="page", max_length=10)] = "1",
     ) -> Template:
-        categories = await services.list_categories()
+        version, cart_count = await version_and_cart_count(cart_token(request))
+        cache = catalogue_cache(request)
+        categories = await cache.get(version, "categories", services.list_categories)
         chosen = next((c for c in categories if c["slug"] == category), None)
         if category and chosen is None:
             raise NotFoundException("unknown category")
         page_number = int(page) if page.isascii() and page.isdigit() else 1
-        result = await services.search_products(q, chosen, page_number, app_settings(request).page_size)
+        page_size = app_settings(request).page_size
+        result = await cache.get(version, ("search", q, category, page_number),
+                                 lambda: services.search_products(q, chosen, page_number, page_size))
         context = await page_context(
-            request, result=result, categories=categories, q=q, category_slug=category
+            request, cart_count=cart_count, result=result, categories=categories, q=q, category_slug=category,
+            fragments=cache.fragments(version),
         )
         name = "catalog/_results.html" if is_htmx(request) else "catalog/list.html"
         return Template(name, context=context)
 
     @get("/products/{slug:str}", name="product")
     async def product(self, request: Request, slug: FromPath[str]) -> Template:
-        product = await services.product_by_slug(slug[:200])
+        version, cart_count = await version_and_cart_count(cart_token(request))
+        slug = slug[:200]
+        cache = catalogue_cache(request)
+        product = await cache.get(version, ("product", slug), lambda: services.product_by_slug(slug))
         if product is None:
             raise NotFoundException("unknown product")
-        return Template("catalog/product.html", context=await page_context(request, product=product))
+        context = await page_context(request, cart_count=cart_count, product=product, fragments=cache.fragments(version))
+        return Template("catalog/product.html", context=context)

@@ -10,11 +10,8 @@ import smtplib
 import ssl
 from datetime import datetime, timezone
 from email.message import EmailMessage
-from functools import cache
 from typing import Any
 from urllib.parse import unquote, urlsplit
-
-from jinja2 import Environment
 
 from shop import i18n
 from shop.notifications.tables import OutboxEmail
@@ -24,20 +21,16 @@ log = logging.getLogger("shop.email")
 MAX_ATTEMPTS = 5
 
 
-@cache
-def _environment() -> Environment:
-    from shop.web.templating import build_environment
-
-    return build_environment()
-
-
 def render_receipt(order: dict[str, Any], lines: list[dict[str, Any]], attempt: dict[str, Any] | None,
                    public_url: str = "") -> tuple[str, str]:
     """(subject, plain-text body) in the order's language."""
-    token = i18n.current_language.set(order["language"] if order["language"] in i18n.LANGUAGES else "en")
+    from shop.web.templating import environment_for
+
+    language = order["language"] if order["language"] in i18n.LANGUAGES else i18n.DEFAULT_LANGUAGE
+    token = i18n.current_language.set(language)
     try:
         subject = i18n.gettext("Your receipt for order %(reference)s", reference=order["reference"])
-        body = _environment().get_template("emails/receipt.txt").render(
+        body = environment_for(language).get_template("emails/receipt.txt").render(
             order=order, lines=lines, attempt=attempt or {}, public_url=public_url
         )
     finally:

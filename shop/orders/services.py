@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from shop.cart.services import CART_TOKEN
 from shop.cart.tables import Cart, CartLine
 from shop.checkout.forms import CheckoutDetails
 from shop.db import is_unique_violation, write_transaction
@@ -67,16 +68,20 @@ async def place_order(cart_token: str, details: CheckoutDetails, language: str, 
     return PlacedOrder(order, created=True)
 
 
+# Built once (see cart.services._LINE_COLUMNS).
+_ORDERED_COLUMNS = (
+    CartLine.id,
+    CartLine.quantity,
+    CartLine.product.as_alias("product"),
+    CartLine.product.name_en.as_alias("name_en"),
+    CartLine.product.name_ar.as_alias("name_ar"),
+    CartLine.product.price_fils.as_alias("price_fils"),
+    *vendor_columns(CartLine.product.vendor),
+)
+
+
 async def _place(cart_token: str, details: CheckoutDetails, language: str, provider: str) -> dict[str, Any]:
-    lines = await CartLine.select(
-        CartLine.id,
-        CartLine.quantity,
-        CartLine.product.as_alias("product"),
-        CartLine.product.name_en.as_alias("name_en"),
-        CartLine.product.name_ar.as_alias("name_ar"),
-        CartLine.product.price_fils.as_alias("price_fils"),
-        *vendor_columns(CartLine.product.vendor),
-    ).where(CartLine.cart.token == cart_token).order_by(CartLine.product)
+    lines = await CartLine.select(*_ORDERED_COLUMNS).where(CART_TOKEN == cart_token).order_by(CartLine.product)
     if not lines:
         # Empty because a concurrent press just turned it into an order? Then that order stands.
         if await order_for_cart(cart_token):

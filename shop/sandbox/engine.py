@@ -19,8 +19,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Iterable,
 import httpx
 from litestar import Request, Response
 from piccolo.engine.postgres import PostgresEngine
-from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 
+from shop.db import write_transaction
 from shop.sandbox.tables import SandboxRecord
 
 log = logging.getLogger("shop.sandbox")
@@ -145,12 +145,9 @@ def _load(value: object) -> dict[str, Any]:
 
 
 def _transaction() -> Any:
-    db = SandboxRecord._meta.db
-    if isinstance(db, SQLiteEngine):
-        # IMMEDIATE takes the write lock up front: a read-then-write cannot interleave with
-        # another process's read-then-write, and no deferred-lock upgrade deadlock can occur.
-        return db.transaction(transaction_type=TransactionType.immediate)
-    return db.transaction()
+    # IMMEDIATE on SQLite (after this process's other writers): a read-then-write cannot
+    # interleave with another's, and no deferred-lock upgrade deadlock can occur.
+    return write_transaction(SandboxRecord._meta.db)
 
 
 @dataclass

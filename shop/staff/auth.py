@@ -9,6 +9,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -25,8 +26,14 @@ THROTTLE_LIMITS = {"email": 5, "ip": 20}
 LOCK_FOR = timedelta(minutes=15)
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-# Verified against when the account does not exist, so both cases take as long.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when the account does not exist, so both cases take as long. Made on
+    first use, not at import: a hash takes argon2's 64 MiB, which set every storefront worker's
+    peak memory at start-up although most never see a staff sign-in."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 class Role(StrEnum):
@@ -127,7 +134,7 @@ async def log_in(email: str, password: str, client_address: str) -> tuple[Staff,
     keys = _throttle_keys(email, client_address)
     user = await StaffUser.select().where(StaffUser.email == email).first()
     try:
-        _hasher.verify(user["password_hash"] if user else _DUMMY_HASH, password[:MAX_PASSWORD_LENGTH])
+        _hasher.verify(user["password_hash"] if user else _dummy_hash(), password[:MAX_PASSWORD_LENGTH])
         verified = user is not None and user["active"]
     except (VerificationError, InvalidHashError):
         verified = False

@@ -8,6 +8,7 @@ from litestar.params import Parameter
 from litestar.response import Redirect
 
 from shop.cart.services import item_count
+from shop.catalog.cache import CatalogueCache
 from shop.payments.choice import active_provider_slug
 from shop.payments.providers.base import Provider
 from shop.payments.registry import provider_for
@@ -61,10 +62,15 @@ def take_flashes(request: Request) -> list[dict[str, str]]:
     return []
 
 
-async def page_context(request: Request, **context: Any) -> dict[str, Any]:
-    """What the layout needs on every page: the cart badge and pending flash messages."""
+def catalogue_cache(request: Request) -> CatalogueCache:
+    return request.app.state["catalogue_cache"]
+
+
+async def page_context(request: Request, cart_count: int | None = None, **context: Any) -> dict[str, Any]:
+    """What the layout needs on every page: the cart badge (counted here unless the caller
+    already knows it) and pending flash messages."""
     return {
-        "cart_count": await item_count(cart_token(request)),
+        "cart_count": await item_count(cart_token(request)) if cart_count is None else cart_count,
         "flashes": take_flashes(request),
         "path": request.url.path,
         "query_params": dict(request.query_params),

@@ -311,6 +311,7 @@ def test_refund_not_allowed_and_declined(sandbox: Sandbox, receiver: WebhookRece
 
     sandbox.control(refunds="decline")
     payment_id = _captured(sandbox)
+    receiver.wait_for(payment_id, 3)  # the capture's notifications first: each batch is sent on its own
     action_id = _refund(sandbox, payment_id, amount=5000).json()["action_id"]
     hooks = receiver.wait_for(payment_id, 5)
     assert [h.event["type"] for h in hooks][-2:] == ["payment_refund_pending", "payment_refund_declined"]

@@ -1,0 +1,1 @@
+"""The storefront benchmark: `python -m bench` (see docs/performance.md)."""

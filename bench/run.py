@@ -1,0 +1,330 @@
+"""`python -m bench`: seed, serve, load, report one line per figure against the issue's targets."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import platform
+import random
+import secrets
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+
+from bench import clients, wrk
+from bench.catalogue import CATEGORIES, PRODUCTS, add_catalogue
+from bench.procs import ceiling_server, worker_memory
+from shop.settings import DEFAULT_SERVER, SERVERS, Settings
+from tests.support import Served, fresh_database, run_shop, serving, throwaway_postgres
+
+PAGE_SIZE = 24
+PAGES = ("list", "product", "cart")
+# Provider credentials of this run only: the sandbox process accepts them, and the shop in
+# production mode accepts them because they are not the built-in sandbox's well-known values.
+BENCH_CREDENTIALS = {
+    "SHOP_CHECKOUT_SECRET_KEY": "sk_sbox_" + "benchmarkloadgenerator" + "abcd" + "q",
+    "SHOP_CHECKOUT_WEBHOOK_SECRET": "whsec_bench_" + "k" * 24,
+    "SHOP_CHECKOUT_PROCESSING_CHANNEL_ID": "pc_bench",
+}
+TARGETS = {
+    "page_ratio": 0.5, "page_p99_ms": 50.0, "add": 500.0, "checkout": 100.0, "webhook": 500.0,
+    "statements": 4, "rss_mib": 100.0, "scaling": 1.7,
+}
+
+
+@dataclass
+class Figure:
+    name: str
+    unit: str
+    runs: list[float] = field(default_factory=list)
+    p50s: list[float] = field(default_factory=list)
+    p99s: list[float] = field(default_factory=list)
+    errors: int = 0
+    note: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs)
+
+    def add(self, per_s: float, p50: float, p99: float, errors: int) -> None:
+        self.runs.append(per_s)
+        self.p50s.append(p50)
+        self.p99s.append(p99)
+        self.errors += errors
+
+    def line(self, verdict: str = "", extra: str = "") -> str:
+        text = (f"{self.name:<28} {self.unit} median {self.median:8.1f} (min {min(self.runs):.1f}, "
+                f"max {max(self.runs):.1f})  p50 {statistics.median(self.p50s):6.1f} ms  "
+                f"p99 {statistics.median(self.p99s):6.1f} ms  errors {self.errors}")
+        return "  ".join(part for part in (text, extra, self.note, verdict) if part)
+
+
+def verdict(ok: bool, target: str) -> str:
+    return f"{'PASS' if ok else 'FAIL'} (target {target})"
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, stack: ExitStack, tmp: Path) -> None:
+        self.args, self.stack, self.tmp = args, stack, tmp
+        self.lines: list[str] = []
+        self.failures = 0
+
+    def say(self, line: str) -> None:
+        print(line, flush=True)
+        self.lines.append(line)
+
+    def report(self, figure: Figure, ok: bool | None = None, target: str = "", extra: str = "") -> None:
+        if ok is False:
+            self.failures += 1
+        self.say(figure.line(verdict(ok, target) if ok is not None else "", extra))
+
+    def check(self, label: str, value: str, ok: bool, target: str) -> None:
+        if not ok:
+            self.failures += 1
+        self.say(f"{label:<28} {value}  {verdict(ok, target)}")
+
+    # ---- set-up ----------------------------------------------------------------------------
+    def database(self, kind: str, admin_url: str | None = None) -> str:
+        url = self.stack.enter_context(fresh_database(kind, self.tmp, admin_url))
+        run_shop(url, "migrate")
+        _seed(url)
+        return url
+
+    def sandbox(self) -> Served:
+        """The provider sandbox as its own process: production refuses to mount sandboxes."""
+        url = self.stack.enter_context(fresh_database("sqlite", self.tmp / "sandbox"))
+        run_shop(url, "migrate")
+        sandbox = self.stack.enter_context(serving(
+            url, workers=self.args.sandbox_workers, SHOP_SANDBOX="1", SHOP_RECONCILE_INTERVAL_S="0",
+            SHOP_SERVER=self.args.server, **BENCH_CREDENTIALS,
+        ))
+        # Its own notifications would go to the shop's https public URL, which does not resolve:
+        # retrying them cost the sandbox most of its time. The webhook figure sends signed ones.
+        httpx.post(f"{sandbox.url}/sandbox/checkout/_control", json={"webhooks": "drop"}).raise_for_status()
+        return sandbox
+
+    def shop(self, database_url: str, workers: int, sandbox: Served) -> ExitStack:
+        """The shop as in production: secure cookies, CSRF, security headers, HSTS, a connection
+        pool, reconciliation on. Its public URL is https (production insists); nothing calls it:
+        the load goes to the plain-http loopback port, as a TLS-terminating proxy's would."""
+        stack = ExitStack()
+        self.served = stack.enter_context(serving(
+            database_url, workers=workers, SHOP_ENV="production", SHOP_SECRET_KEY=secrets.token_urlsafe(48),
+            SHOP_SANDBOX="0", SHOP_PUBLIC_URL="https://shop.bench.invalid", SHOP_DB_POOL_SIZE="10",
+            SHOP_SERVER=self.args.server, SHOP_PAGE_SIZE=str(PAGE_SIZE), SHOP_PROVIDER="checkout",
+            SHOP_CHECKOUT_API_URL=f"{sandbox.url}/sandbox/checkout", **BENCH_CREDENTIALS,
+        ))
+        return stack
+
+    # ---- scenarios -------------------------------------------------------------------------
+    def wrk_figure(self, figure: Figure, url: str, script: Path | None) -> None:
+        result = wrk.run(url, self.args.duration, script)
+        figure.add(result.requests_per_s, result.p50_ms, result.p99_ms, result.errors)
+
+    def pages(self, tag: str, url: str, ceiling: Served | None, names: tuple[str, ...] = PAGES) -> dict[str, Figure]:
+        """Product list, product page and cart page for a returning customer with one item in the
+        cart, each run interleaved with the ceiling page so both see the same machine."""
+        customer = asyncio.run(clients.customers_with_carts(url, [[1]]))[0]
+        rng = random.Random(1)
+        list_paths = [f"/products?page={n}" for n in range(1, PRODUCTS // PAGE_SIZE + 2)]
+        list_paths += [f"/products?category=bench-category-{c}" for c in range(CATEGORIES)]
+        product_paths = [f"/products/bench-product-{n}" for n in range(PRODUCTS)]
+        rng.shuffle(list_paths)
+        rng.shuffle(product_paths)
+        paths = {"list": list_paths, "product": product_paths, "cart": ["/cart"]}
+        scripts = {name: wrk.write_script(self.tmp / f"{name}.lua", clients.page_requests(customer, paths[name]))
+                   for name in names}
+        figures = {name: Figure(f"{name} page ({tag})", "req/s") for name in scripts}
+        figures["ceiling"] = Figure("ceiling page (bare Litestar)", "req/s")  # reported only if run
+        for _ in range(self.args.repeats):
+            if ceiling is not None:
+                self.wrk_figure(figures["ceiling"], f"{ceiling.url}/products", None)
+            for name, script in scripts.items():
+                self.wrk_figure(figures[name], f"{url}/", script)
+        return figures
+
+    def add_to_cart(self, tag: str, url: str) -> Figure:
+        rng = random.Random(2)
+        lines = [[rng.randrange(1, PRODUCTS + 1) for _ in range(8)] for _ in range(128)]
+        customers = asyncio.run(clients.customers_with_carts(url, [ids[:1] for ids in lines]))
+        script = wrk.write_script(self.tmp / "add.lua", clients.add_to_cart_requests(customers, lines))
+        figure = Figure(f"add to cart ({tag})", "req/s")
+        for _ in range(self.args.repeats):
+            self.wrk_figure(figure, f"{url}/", script)
+        return figure
+
+    def checkout(self, tag: str, url: str) -> Figure:
+        figure = Figure(f"checkout start ({tag})", "orders/s")
+        cpu = []
+        for _ in range(self.args.repeats):
+            result = asyncio.run(clients.checkout_load(url, list(range(1, PRODUCTS + 1)), self.args.duration))
+            figure.add(result.per_s, result.p50_ms, result.p99_ms, result.errors)
+            cpu.append(result.client_cpu_share)
+        figure.note = f"(load generator used {max(cpu):.0%} of a core)"
+        return figure
+
+    def webhooks(self, tag: str, url: str, database_url: str) -> Figure:
+        attempts = _attempts(database_url)
+        figure = Figure(f"webhook ingest ({tag})", "req/s")
+        if not attempts:
+            figure.add(0, 0, 0, 1)
+            return figure
+        secret = BENCH_CREDENTIALS["SHOP_CHECKOUT_WEBHOOK_SECRET"]
+        for repeat in range(self.args.repeats):
+            count = max(2_000, self.args.duration * 2_000)
+            script = wrk.write_script(self.tmp / "webhooks.lua",
+                                      clients.checkout_webhooks(attempts, secret, count, seed=repeat))
+            self.wrk_figure(figure, f"{url}/", script)
+        figure.note = f"(over {len(attempts)} payments; 1 in 5 events a duplicate)"
+        return figure
+
+    def memory(self, tag: str) -> None:
+        memory = worker_memory(self.served.process.pid)
+        rss = max(m.rss_mib for m in memory)
+        self.check(f"worker memory ({tag})", f"RSS {rss:.1f} MiB (peak {max(m.peak_mib for m in memory):.1f} MiB), "
+                   f"{len(memory)} worker(s)", rss <= TARGETS["rss_mib"], f"RSS <= {TARGETS['rss_mib']:.0f} MiB")
+
+    def flows(self, tag: str, url: str, database_url: str) -> None:
+        add = self.add_to_cart(tag, url)
+        self.report(add, add.median >= TARGETS["add"] and not add.errors, f">= {TARGETS['add']:.0f} req/s, no errors")
+        checkout = self.checkout(tag, url)
+        self.report(checkout, checkout.median >= TARGETS["checkout"] and not checkout.errors,
+                    f">= {TARGETS['checkout']:.0f} orders/s, no errors")
+        hooks = self.webhooks(tag, url, database_url)
+        self.report(hooks, hooks.median >= TARGETS["webhook"] and not hooks.errors,
+                    f">= {TARGETS['webhook']:.0f}/s, no errors")
+
+    def report_pages(self, figures: dict[str, Figure], statements: dict[str, float]) -> None:
+        ceiling = figures.pop("ceiling")
+        self.report(ceiling, extra="(no database, sessions or CSRF)")
+        for name, figure in figures.items():
+            ratio = figure.median / ceiling.median
+            ok = (ratio >= TARGETS["page_ratio"] and statistics.median(figure.p99s) < TARGETS["page_p99_ms"]
+                  and not figure.errors and statements.get(name, 0) <= TARGETS["statements"])
+            extra = f"{statements.get(name, float('nan')):.1f} statements/req  {ratio:.2f}x ceiling"
+            self.report(figure, ok, ">= 0.50x ceiling, p99 < 50 ms, <= 4 statements", extra)
+
+    # ---- the whole run ---------------------------------------------------------------------
+    def run(self) -> int:
+        started = time.monotonic()
+        self.say(f"bench: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+                 f"server {self.args.server}, wrk -t{wrk.THREADS} -c{wrk.CONNECTIONS} -d{self.args.duration}s "
+                 f"x{self.args.repeats}, {PRODUCTS} products in {CATEGORIES} categories, {PAGE_SIZE} a page, "
+                 f"load average {_loadavg()}")
+        sandbox = self.sandbox()
+        sqlite_url = self.database("sqlite")
+        statements = _statements(sqlite_url)
+        self.say("statements per request (SQLite, counted in-process): "
+                 + ", ".join(f"{k} {v:.1f}" for k, v in statements.items()))
+        with ceiling_server(self.args.server) as ceiling, self.shop(sqlite_url, 1, sandbox):
+            self.report_pages(self.pages("SQLite, 1 worker", self.served.url, ceiling), statements)
+            self.flows("SQLite, 1 worker", self.served.url, sqlite_url)
+            self.memory("SQLite, 1 worker, after all")
+        if not self.args.skip_postgres:
+            admin = self.stack.enter_context(throwaway_postgres())
+            pg_url = self.database("postgres", admin)
+            with self.shop(pg_url, 1, sandbox):
+                one = self.pages("PostgreSQL, 1 worker", self.served.url, None, ("list",))["list"]
+                self.report(one)
+            with self.shop(pg_url, 2, sandbox):
+                two = self.pages("PostgreSQL, 2 workers", self.served.url, None, ("list",))["list"]
+                self.report(two)
+                self.flows("PostgreSQL, 2 workers", self.served.url, pg_url)
+                self.memory("PostgreSQL, 2 workers, after all")
+            scaling = two.median / one.median
+            self.check("2 workers / 1 worker (list)", f"{scaling:.2f}x", scaling >= TARGETS["scaling"],
+                       f">= {TARGETS['scaling']}x")
+        self.say(f"bench: done in {time.monotonic() - started:.0f} s, load average {_loadavg()}, "
+                 f"{self.failures} target(s) missed")
+        return 1 if self.failures else 0
+
+
+def _loadavg() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _bind(database_url: str) -> None:
+    from shop.db import bind_tables, make_engine
+    from shop.piccolo_app import TABLES
+
+    bind_tables(make_engine(database_url), TABLES)
+
+
+def _seed(database_url: str) -> None:
+    _bind(database_url)
+    asyncio.run(add_catalogue())
+
+
+def _attempts(database_url: str) -> list[dict[str, Any]]:
+    from shop.payments.tables import PaymentAttempt
+
+    _bind(database_url)
+    return asyncio.run(PaymentAttempt.select(
+        PaymentAttempt.provider_payment_id, PaymentAttempt.merchant_reference, PaymentAttempt.amount_fils,
+        PaymentAttempt.currency,
+    ).where(PaymentAttempt.provider_payment_id.is_not_null()).order_by(PaymentAttempt.id).run())
+
+
+def _statements(database_url: str) -> dict[str, float]:
+    """SQL statements per request of each kind, counted in-process against the same database."""
+    from litestar.testing import TestClient
+
+    from shop.app import create_app
+    from tests.support import counting_statements, post_form
+
+    settings = Settings(env="test", database_url=database_url, secret_key="s" * 40, sandbox=False, db_pool_size=0,
+                        reconcile_interval_s=0, page_size=PAGE_SIZE, provider_settings=BENCH_CREDENTIALS)
+    requests: dict[str, Callable[[Any], Any]] = {
+        "list": lambda c: c.get("/products?page=7"),
+        "product": lambda c: c.get("/products/bench-product-7"),
+        "cart": lambda c: c.get("/cart"),
+        "add to cart": lambda c: post_form(c, "/cart/items", {"product_id": "9", "quantity": "1"}, htmx=True,
+                                           token=c.cookies.get("csrftoken")),
+    }
+    counts = {}
+    with TestClient(app=create_app(settings), base_url="http://127.0.0.1:8000") as client:
+        post_form(client, "/cart/items", {"product_id": "8", "quantity": "1"})
+        for name, send in requests.items():
+            with counting_statements() as seen:
+                assert send(client).status_code < 400, name
+            counts[name] = float(len(seen))
+    return counts
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--duration", type=int, default=15, help="seconds per wrk run (default 15)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per figure; the median is reported (default 3)")
+    parser.add_argument("--quick", action="store_true", help="3 s runs, once each: a smoke test, not figures")
+    parser.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER, help="ASGI server for shop and ceiling")
+    parser.add_argument("--sandbox-workers", type=int, default=1, help="worker processes of the provider sandbox")
+    parser.add_argument("--skip-postgres", action="store_true", help="SQLite with 1 worker only")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.repeats = 3, 1
+    return args
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds every context: each process the run started is stopped
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request of the load
+    signal.signal(signal.SIGTERM, _stop)
+    with tempfile.TemporaryDirectory(prefix="shop-bench-") as tmp, ExitStack() as stack:
+        try:
+            return Bench(args, stack, Path(tmp)).run()
+        except KeyboardInterrupt:
+            print("bench: interrupted; stopping what it started", file=sys.stderr)
+            return 130
