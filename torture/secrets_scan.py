@@ -32,9 +32,13 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
-def card_numbers(text: str) -> list[str]:
-    """Digit runs that look like a card number: the sandbox test cards, or 16 digits passing Luhn."""
+def card_numbers(text: str, typed_only: bool = False) -> list[str]:
+    """Digit runs that look like a card number: the sandbox test cards, or 16 digits passing Luhn.
+    `typed_only`: just the test cards, for the sandbox's own records, whose random 15- to
+    18-digit provider ids pass Luhn one time in ten (the test cards are all a sandbox is ever typed)."""
     found = [c for c in (TEST_CARD_APPROVED, TEST_CARD_DECLINED) if c in text]
+    if typed_only:
+        return found
     found += [m.group(0) for m in DIGIT_RUN.finditer(text) if len(m.group(0)) == 16 and luhn_valid(m.group(0))
               and m.group(0) not in found]
     return found
@@ -99,7 +103,7 @@ async def run(shop: Shop) -> list[Figure]:
     cells = await text_cells(shop)
     for table, column, value in cells:
         leaks += [f"{table}.{column}: {name}" for name, value_ in known.items() if value_ in value]
-        cards += [f"{table}.{column}: {c}" for c in card_numbers(value)]
+        cards += [f"{table}.{column}: {c}" for c in card_numbers(value, typed_only=table == "sandbox_record")]
     for found in sorted(set(leaks))[:10] + sorted(set(cards))[:10]:
         print(f"#   {CASE}: found {found}")
     return [
