@@ -2,33 +2,23 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from tests.support import ROOT, Served, free_port, stop_process_group, wait_for_health
+from tests.support import Served, free_port, serving_command
 
 
 @contextmanager
 def ceiling_server(server: str) -> Iterator[Served]:
     """The ceiling app under the same server and settings `shop serve` uses, one worker."""
     port = free_port()
-    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-ceiling-{port}.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from shop.cli import run_server; "
-             f"run_server('bench.ceiling:create_app', {server!r}, '127.0.0.1', {port}, 1)"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_for_health(url, process, log_path)
-            yield Served(url, process)
-        finally:
-            stop_process_group(process)
+    command = [sys.executable, "-c", "from shop.cli import run_server; "
+               f"run_server('bench.ceiling:create_app', {server!r}, '127.0.0.1', {port}, 1)"]
+    with serving_command(command, port, Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-ceiling-{port}.log") as served:
+        yield served
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterable
+from typing import AsyncIterator, Callable, Iterable
 
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
@@ -46,19 +46,15 @@ async def database_ok(engine: Engine) -> bool:
     return bool(rows) and rows[0].get("ok") == 1
 
 
-@asynccontextmanager
-async def write_transaction(engine: Engine) -> AsyncIterator[Any]:
+def write_transaction(engine: Engine):  # type: ignore[no-untyped-def]
     """A transaction that takes the write lock up front on SQLite (no upgrade deadlocks; this
-    process's writers queue first, see LoopSQLiteEngine.writing) and is a plain transaction
+    process's writers queue first, see LoopSQLiteEngine.take_turn) and is a plain transaction
     on PostgreSQL, where rows are locked explicitly."""
     if isinstance(engine, SQLiteEngine):
         from piccolo.engine.sqlite import TransactionType
 
-        async with engine.transaction(transaction_type=TransactionType.immediate) as transaction:
-            yield transaction
-        return
-    async with engine.transaction() as transaction:
-        yield transaction
+        return engine.transaction(transaction_type=TransactionType.immediate)
+    return engine.transaction()
 
 
 def is_postgres(engine: Engine) -> bool:

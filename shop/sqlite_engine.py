@@ -18,8 +18,7 @@ import asyncio
 import sqlite3
 import time
 import weakref
-from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Callable, Generator
+from typing import Any, Callable, Generator
 
 from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionType, dict_factory
 from piccolo.table import Table
@@ -124,12 +123,6 @@ class _LoopConnection:
             return _Executed(self._connection.cursor())
         return _Executed(self._connection.execute(query, args))
 
-    async def commit(self) -> None:
-        self._connection.commit()
-
-    async def rollback(self) -> None:
-        self._connection.rollback()
-
     async def close(self) -> None:
         """The connection is kept; a transaction left open by a failure is rolled back."""
         if self._connection.in_transaction:
@@ -139,18 +132,14 @@ class _LoopConnection:
 class LoopTransaction(SQLiteTransaction):
     """A Piccolo transaction on the kept writer, holding this process's writer turn throughout."""
 
-    __slots__ = ("_turn",)
-
     async def __aenter__(self) -> LoopTransaction:
         if self._parent is not None:
             return self._parent
-        engine: LoopSQLiteEngine = self.engine  # type: ignore[assignment]
-        self._turn = engine.writing()
-        await self._turn.__aenter__()
+        await self.engine.take_turn()  # type: ignore[attr-defined]
         try:
             return await super().__aenter__()  # type: ignore[return-value]
         except BaseException:
-            await self._turn.__aexit__(None, None, None)
+            self.engine.give_turn()  # type: ignore[attr-defined]
             raise
 
     async def get_connection(self) -> _LoopConnection:
@@ -172,7 +161,7 @@ class LoopTransaction(SQLiteTransaction):
             if connection.in_transaction:
                 connection.rollback()
             self.engine.current_transaction.reset(self.context)
-            await self._turn.__aexit__(None, None, None)
+            self.engine.give_turn()  # type: ignore[attr-defined]
         return exception is None
 
 
@@ -209,26 +198,23 @@ class LoopSQLiteEngine(SQLiteEngine):
     def writer(self) -> sqlite3.Connection:
         return self._connect(self._writers, 0)
 
-    @asynccontextmanager
-    async def writing(self) -> AsyncIterator[None]:
-        """This process's turn to write: one transaction at a time on the writer connection.
-        Inside a transaction there is nothing more to take."""
-        if self.current_transaction.get() is not None:
-            yield
-            return
+    def _turn(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
         turn = self._turns.get(loop)
         if turn is None:
             turn = self._turns[loop] = asyncio.Lock()
+        return turn
+
+    async def take_turn(self) -> None:
+        """This process's turn to write: one transaction (or lone write) at a time on the writer."""
         try:
             async with asyncio.timeout(SQLITE_BUSY_TIMEOUT_S):
-                await turn.acquire()
+                await self._turn().acquire()
         except TimeoutError:
             raise sqlite3.OperationalError("database is locked (waited for this process's writers)") from None
-        try:
-            yield
-        finally:
-            turn.release()
+
+    def give_turn(self) -> None:
+        self._turn().release()
 
     def transaction(self, transaction_type: TransactionType = TransactionType.deferred,
                     allow_nested: bool = True) -> LoopTransaction:
@@ -246,6 +232,9 @@ class LoopSQLiteEngine(SQLiteEngine):
             return await super()._run_in_new_connection(query, args, query_type, table)
         # One statement outside a transaction is its own transaction (autocommit): when the lock
         # is held elsewhere it fails whole, so trying again is safe.
-        async with self.writing():
+        await self.take_turn()
+        try:
             writer = self.writer()
             return await _when_unlocked(lambda: writer.execute(query, args).fetchall())
+        finally:
+            self.give_turn()

@@ -36,10 +36,13 @@ def shop_env(database_url: str, **extra: str) -> dict[str, str]:
     """A clean SHOP_ environment for a subprocess; `extra` may override the test defaults
     (the benchmark runs the shop with SHOP_ENV=production)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHOP_")}
-    env.update(
-        {"SHOP_ENV": "test", "SHOP_DATABASE_URL": database_url, "SHOP_SECRET_KEY": TEST_SECRET,
-         "SHOP_DB_POOL_SIZE": "2", **extra}
-    )
+    env.update({
+        "SHOP_ENV": "test",
+        "SHOP_DATABASE_URL": database_url,
+        "SHOP_SECRET_KEY": TEST_SECRET,
+        "SHOP_DB_POOL_SIZE": "2",
+        **extra,
+    })
     return env
 
 
@@ -117,13 +120,22 @@ def serving(database_url: str, workers: int = 1, port: int | None = None, log_pa
     base_url = f"http://127.0.0.1:{port}"
     # SHOP_PUBLIC_URL may be overridden (a production shop must call itself https://).
     env = shop_env(database_url, **{"SHOP_PUBLIC_URL": base_url, **extra_env})
-    log_path = log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"shop-live-{port}.log"
+    command = [sys.executable, "-m", "shop", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", str(workers)]
+    with serving_command(command, port, log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"shop-live-{port}.log",
+                         env) as served:
+        yield served
+
+
+@contextmanager
+def serving_command(command: list[str], port: int, log_path: Path, env: dict[str, str] | None = None,
+                    ) -> Iterator[Served]:
+    """A server `command` listening on `port`, in its own process group, until it answers
+    /healthz; output goes to `log_path`. The whole group is stopped afterwards."""
+    base_url = f"http://127.0.0.1:{port}"
     with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "shop", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", str(workers)],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
         try:
             wait_for_health(base_url, process, log_path)
             yield Served(base_url, process)

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from shop.cart.tables import Cart, CartLine
+from shop.catalog.services import CATEGORY_ACTIVE
 from shop.catalog.tables import Product
 from shop.i18n import gettext as _
 
@@ -67,8 +68,8 @@ class CartView:
         return not self.lines
 
 
-# Columns reached through a foreign key are built once: Piccolo deep-copies a column on every
-# join step and alias, which cost more than running the query itself.
+# Built once (see catalog.services): on the checkout path, building these cost more than
+# running the query.
 _LINE_COLUMNS = (
     CartLine.quantity,
     CartLine.product.id.as_alias("product_id"),
@@ -82,7 +83,6 @@ _LINE_COLUMNS = (
     CartLine.product.active.as_alias("active"),
 )
 CART_TOKEN = CartLine.cart.token
-_CATEGORY_ACTIVE = Product.category.active
 
 
 async def load_cart(token: str | None) -> CartView:
@@ -102,20 +102,21 @@ async def load_cart(token: str | None) -> CartView:
     return CartView(rows)
 
 
+# The number of items in the cart of token {}; also a subquery of every catalogue page's statement.
+ITEM_COUNT_SQL = ("SELECT COALESCE(SUM(cart_line.quantity), 0) FROM cart_line "
+                  "JOIN cart ON cart.id = cart_line.cart WHERE cart.token = {}")
+
+
 async def item_count(token: str | None) -> int:
     if not token:
         return 0
-    rows = await CartLine.raw(
-        "SELECT COALESCE(SUM(cart_line.quantity), 0) AS n FROM cart_line "
-        "JOIN cart ON cart.id = cart_line.cart WHERE cart.token = {}",
-        token,
-    )
+    rows = await CartLine.raw(f"SELECT ({ITEM_COUNT_SQL}) AS n", token)
     return int(rows[0]["n"]) if rows else 0
 
 
 async def _sellable_product(product_id: int) -> dict[str, Any]:
     product = await Product.select(Product.id, Product.name_en, Product.name_ar, Product.stock, Product.reserved).where(
-        (Product.id == product_id) & Product.active.eq(True) & _CATEGORY_ACTIVE.eq(True)
+        (Product.id == product_id) & Product.active.eq(True) & CATEGORY_ACTIVE.eq(True)
     ).first()
     if product is None:
         raise UnknownProduct(_("That product does not exist."))

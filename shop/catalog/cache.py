@@ -66,12 +66,11 @@ class CatalogueCache:
 async def version_and_cart_count(cart_token: str | None) -> tuple[int, int]:
     """The catalogue version and the number of items in the cart, in one statement: every
     storefront page needs both, and this is the only statement a page served from the cache runs."""
+    from shop.cart.services import ITEM_COUNT_SQL
     from shop.cart.tables import CartLine
 
     rows = await CartLine.raw(
-        "SELECT (SELECT version FROM catalog_version WHERE id = 1) AS version, "
-        "COALESCE((SELECT SUM(cart_line.quantity) FROM cart_line JOIN cart ON cart.id = cart_line.cart "
-        "WHERE cart.token = {}), 0) AS n",
+        f"SELECT (SELECT version FROM catalog_version WHERE id = 1) AS version, ({ITEM_COUNT_SQL}) AS n",
         cart_token or "",
     )
     return int(rows[0]["version"]), int(rows[0]["n"])

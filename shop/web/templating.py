@@ -126,7 +126,7 @@ def build_environment(language: str = i18n.DEFAULT_LANGUAGE) -> Environment:
 
 @cache
 def environment_for(language: str) -> Environment:
-    """The environment of `language`, built once (for rendering outside a request: emails)."""
+    """The environment of `language`, built once per process: pages and emails share it."""
     return build_environment(language if language in i18n.LANGUAGES else i18n.DEFAULT_LANGUAGE)
 
 
@@ -134,7 +134,7 @@ class BilingualTemplateEngine(JinjaTemplateEngine):
     """Litestar's Jinja engine over one environment per language, picked by the request's."""
 
     def __init__(self) -> None:
-        self.environments = {language: build_environment(language) for language in i18n.LANGUAGES}
+        self.environments = {language: environment_for(language) for language in i18n.LANGUAGES}
         super().__init__(engine_instance=self.environments[i18n.DEFAULT_LANGUAGE])
 
     def get_template(self, template_name: str) -> Template:
