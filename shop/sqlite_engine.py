@@ -11,7 +11,8 @@ Here every statement runs where the request runs, on connections kept per event 
 - Writes and transactions on a writer connection, one transaction at a time per process (they
   queue on an asyncio lock). Its busy handler is off, so the loop never sleeps inside SQLite:
   when another process holds the write lock, the loop polls for it between other requests.
-Statements take tens of microseconds, a commit a WAL append and one fsync."""
+Statements take tens of microseconds. A commit is a WAL append and one fsync (the database
+stays durable on power loss): that wait runs in a thread, so the loop goes on meanwhile."""
 from __future__ import annotations
 
 import asyncio
@@ -35,15 +36,16 @@ def _locked(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-async def _when_unlocked(statement: Callable[[], Any]) -> Any:
+async def _when_unlocked(statement: Callable[[], Any], commits: bool = False) -> Any:
     """Run `statement`; while another process holds the lock, retry it between other work.
     Only statements that fail without effect when the lock is held come here (BEGIN, and a
-    single statement outside a transaction, which SQLite rolls back whole)."""
+    single statement outside a transaction, which SQLite rolls back whole). One that `commits`
+    waits for the disk, so it runs in a thread while the loop serves other requests."""
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
     pause = _FIRST_POLL_S
     while True:
         try:
-            return statement()
+            return await asyncio.to_thread(statement) if commits else statement()
         except sqlite3.OperationalError as exc:
             if not _locked(exc) or time.monotonic() > deadline:
                 raise
@@ -155,7 +157,8 @@ class LoopTransaction(SQLiteTransaction):
         connection = self.engine.writer()  # type: ignore[attr-defined]
         try:
             if exception is None and not self._committed and not self._rolled_back:
-                connection.execute("COMMIT")
+                # COMMIT waits for the disk (fsync): in a thread, so the loop serves other requests.
+                await asyncio.to_thread(connection.execute, "COMMIT")
         finally:
             # Whatever failed (the block, or COMMIT itself), the kept connection leaves clean.
             if connection.in_transaction:
@@ -235,6 +238,6 @@ class LoopSQLiteEngine(SQLiteEngine):
         await self.take_turn()
         try:
             writer = self.writer()
-            return await _when_unlocked(lambda: writer.execute(query, args).fetchall())
+            return await _when_unlocked(lambda: writer.execute(query, args).fetchall(), commits=True)
         finally:
             self.give_turn()

@@ -10,7 +10,9 @@ from typing import Any
 from shop.cart.tables import Cart, CartLine
 from shop.catalog.services import CATEGORY_ACTIVE
 from shop.catalog.tables import Product
+from shop.db import write_transaction
 from shop.i18n import gettext as _
+from shop.sql import Statement
 
 MAX_LINE_QUANTITY = 99
 _WHOLE_NUMBER = re.compile(r"^\s*\d{1,6}\s*$")
@@ -68,28 +70,18 @@ class CartView:
         return not self.lines
 
 
-# Built once (see catalog.services): on the checkout path, building these cost more than
-# running the query.
-_LINE_COLUMNS = (
-    CartLine.quantity,
-    CartLine.product.id.as_alias("product_id"),
-    CartLine.product.slug.as_alias("slug"),
-    CartLine.product.name_en.as_alias("name_en"),
-    CartLine.product.name_ar.as_alias("name_ar"),
-    CartLine.product.price_fils.as_alias("price_fils"),
-    CartLine.product.image.as_alias("image"),
-    CartLine.product.stock.as_alias("stock"),
-    CartLine.product.reserved.as_alias("reserved"),
-    CartLine.product.active.as_alias("active"),
-)
-CART_TOKEN = CartLine.cart.token
+_CART_LINES = Statement(CartLine, """
+    SELECT cart_line.quantity, product.id AS product_id, product.slug, product.name_en, product.name_ar,
+           product.price_fils, product.image, product.stock, product.reserved, product.active
+    FROM cart_line JOIN cart ON cart.id = cart_line.cart JOIN product ON product.id = cart_line.product
+    WHERE cart.token = {} ORDER BY cart_line.id""")
 
 
 async def load_cart(token: str | None) -> CartView:
     """The cart's lines with current prices and stock, in one query."""
     if not token:
         return CartView()
-    rows = await CartLine.select(*_LINE_COLUMNS).where(CART_TOKEN == token).order_by(CartLine.id)
+    rows = await _CART_LINES.rows(token)
     for row in rows:
         row["available"] = max(0, row["stock"] - row["reserved"])
         row["line_total_fils"] = row["price_fils"] * row["quantity"]
@@ -124,17 +116,6 @@ async def _sellable_product(product_id: int) -> dict[str, Any]:
     return product
 
 
-async def _cart_id(token: str) -> int:
-    """The cart row for a token, created on first use (safe if two requests race)."""
-    found = await Cart.select(Cart.id).where(Cart.token == token).first()
-    if found:
-        return found["id"]
-    await Cart.insert(Cart(token=token)).on_conflict(action="DO NOTHING")
-    created = await Cart.select(Cart.id).where(Cart.token == token).first()
-    assert created is not None
-    return created["id"]
-
-
 def _not_enough(product: dict[str, Any], wanted: int) -> CartError:
     if product["available"] == 0:
         return CartError(_("Sorry, this product is out of stock."))
@@ -143,40 +124,46 @@ def _not_enough(product: dict[str, Any], wanted: int) -> CartError:
     )
 
 
+# The product as the customer may buy it, with what this cart already holds of it (one read).
+_ADDING = Statement(Product, """
+    SELECT product.id, product.name_en, product.name_ar, product.stock, product.reserved,
+           cart.id AS cart_id, cart_line.quantity AS in_cart
+    FROM product JOIN category ON category.id = product.category
+    LEFT JOIN cart ON cart.token = {}
+    LEFT JOIN cart_line ON cart_line.cart = cart.id AND cart_line.product = product.id
+    WHERE product.id = {} AND product.active = {} AND category.active = {}""")
+# A concurrent first add may create the cart (or the line) first: these then add to that one.
+_NEW_CART = Statement(Cart, """
+    INSERT INTO cart (token, created_at, updated_at) VALUES ({}, {}, {})
+    ON CONFLICT (token) DO UPDATE SET updated_at = excluded.updated_at RETURNING id""")
+_TOUCH_CART = Statement(Cart, "UPDATE cart SET updated_at = {} WHERE id = {}")
+_ADD_LINE = Statement(CartLine, """
+    INSERT INTO cart_line (cart, product, quantity) VALUES ({}, {}, {})
+    ON CONFLICT (cart, product) DO UPDATE SET quantity = cart_line.quantity + excluded.quantity""")
+
+
 async def add_item(token: str, product_id: int, quantity: int) -> dict[str, Any]:
     """Add `quantity` to the product's line. Raises UnknownProduct or CartError (stock/limit)."""
-    product = await _sellable_product(product_id)
-    cart = await Cart.select(Cart.id).where(Cart.token == token).first()
-    line = None
-    if cart:
-        line = await CartLine.select(CartLine.id, CartLine.quantity).where(
-            (CartLine.cart == cart["id"]) & (CartLine.product == product_id)
-        ).first()
-    wanted = quantity + (line["quantity"] if line else 0)
+    product = await _ADDING.first(token, product_id, True, True)
+    if product is None:
+        raise UnknownProduct(_("That product does not exist."))
+    product["available"] = max(0, product["stock"] - product["reserved"])
+    wanted = quantity + (product["in_cart"] or 0)
     if wanted > product["available"]:
         raise _not_enough(product, wanted)
     if wanted > MAX_LINE_QUANTITY:
         raise CartError(_("Quantity must be between %(low)s and %(high)s.", low=1, high=MAX_LINE_QUANTITY))
-    # Only now, with nothing left to refuse, does the cart row come into being.
-    cart_id = cart["id"] if cart else await _cart_id(token)
-    if line:
-        await CartLine.update({CartLine.quantity: CartLine.quantity + quantity}).where(CartLine.id == line["id"])
-    else:
-        await _insert_line(cart_id, product_id, quantity)
-    await _touch(cart_id)
+    # Only now, with nothing left to refuse, does the cart row come into being: cart and line
+    # in one transaction (one commit).
+    now = datetime.now(timezone.utc)
+    async with write_transaction(Cart._meta.db):
+        if product["cart_id"] is None:
+            cart_id = (await _NEW_CART.first(token, now, now))["id"]  # type: ignore[index]
+        else:
+            cart_id = product["cart_id"]
+            await _TOUCH_CART.rows(now, cart_id)
+        await _ADD_LINE.rows(cart_id, product_id, quantity)
     return product
-
-
-async def _insert_line(cart_id: int, product_id: int, quantity: int) -> None:
-    # A concurrent add may have created the line first: the unique index makes that a no-op,
-    # and the quantity is then added to the existing line.
-    inserted = await CartLine.insert(CartLine(cart=cart_id, product=product_id, quantity=quantity)).on_conflict(
-        action="DO NOTHING"
-    ).returning(CartLine.id)
-    if not inserted:
-        await CartLine.update({CartLine.quantity: CartLine.quantity + quantity}).where(
-            (CartLine.cart == cart_id) & (CartLine.product == product_id)
-        )
 
 
 async def set_quantity(token: str | None, product_id: int, quantity: int) -> None:

@@ -4,16 +4,16 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
-from shop.cart.services import CART_TOKEN
-from shop.cart.tables import Cart, CartLine
+from shop.cart.tables import CartLine
 from shop.checkout.forms import CheckoutDetails
 from shop.db import is_unique_violation, write_transaction
 from shop.i18n import gettext as _
 from shop.orders import stock
 from shop.orders.tables import Order, OrderLine
-from shop.vendors.services import vendor_columns, vendor_snapshot
+from shop.sql import Insert, Statement
+from shop.vendors.services import vendor_snapshot
 
 REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O/1/I: read over the phone
 
@@ -42,13 +42,18 @@ class PlacedOrder:
     created: bool  # False when this cart already had an order (a second Pay press)
 
 
+_ORDER_FOR_CART = Statement(Order, "SELECT * FROM shop_order WHERE cart_token = {}")
+
+
 async def order_for_cart(cart_token: str) -> dict[str, Any] | None:
-    return await Order.select().where(Order.cart_token == cart_token).first()
+    return await _ORDER_FOR_CART.first(cart_token)
 
 
-async def place_order(cart_token: str, details: CheckoutDetails, language: str, provider: str) -> PlacedOrder:
+async def place_order(cart_token: str, details: CheckoutDetails, language: str, provider: str,
+                      check_total: Callable[[int], None] | None = None) -> PlacedOrder:
     """Turn the cart into an order with its stock reserved. Idempotent per cart.
 
+    `check_total` may refuse the total (raising OrderError) before anything is kept.
     Raises OrderError when the cart is empty or a product is short (nothing is changed)."""
     existing = await order_for_cart(cart_token)
     if existing:
@@ -56,7 +61,7 @@ async def place_order(cart_token: str, details: CheckoutDetails, language: str, 
     engine = Order._meta.db
     try:
         async with write_transaction(engine):
-            order = await _place(cart_token, details, language, provider)
+            order = await _place(cart_token, details, language, provider, check_total)
     except Exception as exc:
         if not (is_unique_violation(exc) or isinstance(exc, CartSpent)):
             raise
@@ -68,25 +73,30 @@ async def place_order(cart_token: str, details: CheckoutDetails, language: str, 
     return PlacedOrder(order, created=True)
 
 
-# Built once (see cart.services._LINE_COLUMNS).
-_ORDERED_COLUMNS = (
-    CartLine.id,
-    CartLine.quantity,
-    CartLine.product.as_alias("product"),
-    CartLine.product.name_en.as_alias("name_en"),
-    CartLine.product.name_ar.as_alias("name_ar"),
-    CartLine.product.price_fils.as_alias("price_fils"),
-    *vendor_columns(CartLine.product.vendor),
-)
+# The cart's lines as the order will keep them, in product order (stock is locked in that order).
+_CART_LINES = Statement(CartLine, """
+    SELECT cart_line.quantity, cart_line.product, product.name_en, product.name_ar, product.price_fils,
+           vendor.id AS vendor_id, vendor.name AS vendor_name, vendor.iban AS vendor_iban,
+           vendor.commission_bps AS vendor_commission_bps
+    FROM cart_line JOIN cart ON cart.id = cart_line.cart JOIN product ON product.id = cart_line.product
+    LEFT JOIN vendor ON vendor.id = product.vendor
+    WHERE cart.token = {} ORDER BY cart_line.product""")
+_SPEND_CART = Statement(CartLine, "DELETE FROM cart_line WHERE cart IN (SELECT id FROM cart WHERE token = {})")
+_ORDER = Insert(Order, returning="*")
+_ORDER_LINE = Insert(OrderLine)
 
 
-async def _place(cart_token: str, details: CheckoutDetails, language: str, provider: str) -> dict[str, Any]:
-    lines = await CartLine.select(*_ORDERED_COLUMNS).where(CART_TOKEN == cart_token).order_by(CartLine.product)
+async def _place(cart_token: str, details: CheckoutDetails, language: str, provider: str,
+                 check_total: Callable[[int], None] | None) -> dict[str, Any]:
+    lines = await _CART_LINES.rows(cart_token)
     if not lines:
         # Empty because a concurrent press just turned it into an order? Then that order stands.
         if await order_for_cart(cart_token):
             raise CartSpent()
         raise OrderError(_("Your cart is empty."))
+    total = sum(line["price_fils"] * line["quantity"] for line in lines)
+    if check_total is not None:
+        check_total(total)
     short = await stock.reserve(lines)
     if short is not None:
         name = next((line for line in lines if line["product"] == short), {})
@@ -94,57 +104,45 @@ async def _place(cart_token: str, details: CheckoutDetails, language: str, provi
             _("Sorry, %(name)s is no longer available in the quantity you chose. Please update your cart.",
               name=name.get("name_ar" if language == "ar" else "name_en", ""))
         )
-    total = sum(line["price_fils"] * line["quantity"] for line in lines)
     now = datetime.now(timezone.utc)
-    inserted = await Order.insert(
-        Order(
-            public_token=new_public_token(),
-            reference=new_reference(now),
-            cart_token=cart_token,
-            status="pending_payment",
-            stock_state="reserved",
-            customer_name=details.name,
-            email=details.email,
-            phone=details.phone,
-            governorate=details.governorate,
-            area=details.area,
-            block=details.block,
-            street=details.street,
-            avenue=details.avenue,
-            building=details.building,
-            floor=details.floor,
-            apartment=details.apartment,
-            notes=details.notes,
-            language=language,
-            provider=provider,
-            total_fils=total,
-            currency="KWD",
-            created_at=now,
-            updated_at=now,
-        )
-    ).returning(Order.id)
-    order_id = inserted[0]["id"]
-    await OrderLine.insert(
-        *[
-            OrderLine(
-                order=order_id,
-                product=line["product"],
-                name_en=line["name_en"],
-                name_ar=line["name_ar"],
-                unit_price_fils=line["price_fils"],
-                quantity=line["quantity"],
-                line_total_fils=line["price_fils"] * line["quantity"],
-                **vendor_snapshot(line),
-            )
-            for line in lines
-        ]
+    order = await _ORDER.row(
+        public_token=new_public_token(),
+        reference=new_reference(now),
+        cart_token=cart_token,
+        status="pending_payment",
+        stock_state="reserved",
+        customer_name=details.name,
+        email=details.email,
+        phone=details.phone,
+        governorate=details.governorate,
+        area=details.area,
+        block=details.block,
+        street=details.street,
+        avenue=details.avenue,
+        building=details.building,
+        floor=details.floor,
+        apartment=details.apartment,
+        notes=details.notes,
+        language=language,
+        provider=provider,
+        total_fils=total,
+        currency="KWD",
+        created_at=now,
+        updated_at=now,
     )
+    for line in lines:
+        await _ORDER_LINE.row(
+            order=order["id"],
+            product=line["product"],
+            name_en=line["name_en"],
+            name_ar=line["name_ar"],
+            unit_price_fils=line["price_fils"],
+            quantity=line["quantity"],
+            line_total_fils=line["price_fils"] * line["quantity"],
+            **vendor_snapshot(line),
+        )
     # The cart is spent: its lines now live in the order.
-    cart = await Cart.select(Cart.id).where(Cart.token == cart_token).first()
-    if cart:
-        await CartLine.delete().where(CartLine.cart == cart["id"])
-    order = await Order.select().where(Order.id == order_id).first()
-    assert order is not None
+    await _SPEND_CART.rows(cart_token)
     return order
 
 

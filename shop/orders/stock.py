@@ -8,6 +8,15 @@ from __future__ import annotations
 from typing import Iterable
 
 from shop.catalog.tables import Product
+from shop.sql import Statement
+
+_RESERVE = Statement(Product, "UPDATE product SET reserved = reserved + {} "
+                              "WHERE id = {} AND active = {} AND stock - reserved >= {} RETURNING id")
+_RELEASE = Statement(Product, "UPDATE product SET reserved = reserved - {} WHERE id = {}")
+_SELL_RESERVED = Statement(Product, "UPDATE product SET stock = stock - {}, reserved = reserved - {} WHERE id = {}")
+_SELL_UNRESERVED = Statement(Product, "UPDATE product SET stock = stock - {} "
+                                      "WHERE id = {} AND stock - reserved >= {} RETURNING id")
+_RESTOCK = Statement(Product, "UPDATE product SET stock = stock + {} WHERE id = {}")
 
 
 def _by_product(lines: Iterable[dict]) -> list[tuple[int, int]]:
@@ -19,11 +28,7 @@ async def reserve(lines: Iterable[dict]) -> int | None:
 
     Must run inside a transaction: the caller rolls back the partial reservation."""
     for product_id, quantity in _by_product(lines):
-        rows = await Product.raw(
-            "UPDATE product SET reserved = reserved + {} "
-            "WHERE id = {} AND active = {} AND stock - reserved >= {} RETURNING id",
-            quantity, product_id, True, quantity,
-        )
+        rows = await _RESERVE.rows(quantity, product_id, True, quantity)
         if not rows:
             return product_id
     return None
@@ -32,18 +37,13 @@ async def reserve(lines: Iterable[dict]) -> int | None:
 async def release(lines: Iterable[dict]) -> None:
     """Give back what `reserve` held (order failed, expired or cancelled)."""
     for product_id, quantity in _by_product(lines):
-        await Product.raw(
-            "UPDATE product SET reserved = reserved - {} WHERE id = {}", quantity, product_id
-        )
+        await _RELEASE.rows(quantity, product_id)
 
 
 async def sell_reserved(lines: Iterable[dict]) -> None:
     """The order is paid: what was reserved leaves the shelf."""
     for product_id, quantity in _by_product(lines):
-        await Product.raw(
-            "UPDATE product SET stock = stock - {}, reserved = reserved - {} WHERE id = {}",
-            quantity, quantity, product_id,
-        )
+        await _SELL_RESERVED.rows(quantity, quantity, product_id)
 
 
 async def sell_unreserved(lines: Iterable[dict]) -> list[int]:
@@ -52,10 +52,7 @@ async def sell_unreserved(lines: Iterable[dict]) -> list[int]:
     Returns the product ids that could not be sold (stock gone), for staff to resolve."""
     short = []
     for product_id, quantity in _by_product(lines):
-        rows = await Product.raw(
-            "UPDATE product SET stock = stock - {} WHERE id = {} AND stock - reserved >= {} RETURNING id",
-            quantity, product_id, quantity,
-        )
+        rows = await _SELL_UNRESERVED.rows(quantity, product_id, quantity)
         if not rows:
             short.append(product_id)
     return short
@@ -64,4 +61,4 @@ async def sell_unreserved(lines: Iterable[dict]) -> list[int]:
 async def restock(lines: Iterable[dict]) -> None:
     """Sold items that never left (a paid order cancelled before dispatch) go back on the shelf."""
     for product_id, quantity in _by_product(lines):
-        await Product.raw("UPDATE product SET stock = stock + {} WHERE id = {}", quantity, product_id)
+        await _RESTOCK.rows(quantity, product_id)

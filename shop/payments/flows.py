@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Mapping
 
-from shop.cart.services import load_cart
 from shop.checkout.forms import CheckoutDetails
 from shop.i18n import current_language, gettext as _
 from shop.money import format_kwd
@@ -63,10 +62,10 @@ def check_payable(total_fils: int, provider: Provider) -> None:
 async def checkout(cart_token: str, details: CheckoutDetails, language: str, provider: Provider,
                    public_url: str) -> CheckoutResult:
     """Place the cart's order (once) and start its payment (once). Raises OrderError."""
-    check_payable((await load_cart(cart_token)).total_fils, provider)
-    placed = await place_order(cart_token, details, language, provider.slug)
+    placed = await place_order(cart_token, details, language, provider.slug,
+                               check_total=lambda total: check_payable(total, provider))
     order = placed.order
-    attempt = await latest_attempt(order["id"])
+    attempt = None if placed.created else await latest_attempt(order["id"])
     if attempt is not None:
         # A second press: resume the payment already started, never start another.
         return _resume(order, None, attempt)
@@ -147,7 +146,7 @@ async def handle_return(provider: Provider, params: Mapping[str, str]) -> dict[s
     Raises BadSignature for a forged signed return. A provider that does not answer leaves the
     attempt pending (the order page then shows "verifying")."""
     hint = provider.parse_return(params)  # may raise BadSignature
-    attempt = await find_attempt(provider.slug, hint.provider_payment_id, hint.merchant_reference)
+    attempt = await find_attempt((provider.slug,), hint.provider_payment_id, hint.merchant_reference)
     if attempt is None:
         return None
     await record_event(attempt["id"], provider.slug, "return", hint.payload,
@@ -186,7 +185,7 @@ async def handle_webhook(provider: Provider, headers: Mapping[str, str], body: b
     observations = provider.verify_webhook(headers, body)
     results = []
     for observation in observations:
-        attempt = await find_attempt(provider.slug, observation.provider_payment_id, observation.merchant_reference)
+        attempt = await find_attempt((provider.slug,), observation.provider_payment_id, observation.merchant_reference)
         if attempt is None:
             # Not ours (or not yet known): keep it for the timeline, change nothing.
             await record_event(None, provider.slug, "webhook", observation.payload, event_type=observation.event_type,

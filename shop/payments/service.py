@@ -38,6 +38,7 @@ from shop.payments.states import (
     settle_order_status,
 )
 from shop.payments.tables import PaymentAttempt, PaymentEvent, Refund
+from shop.sql import Insert, Statement
 from shop.vendors.splits import SplitError, plan_split, provider_splits
 
 log = logging.getLogger("shop.payments")
@@ -58,6 +59,9 @@ def next_check(checks: int, now: datetime | None = None) -> datetime:
     return (now or utcnow()) + delay
 
 
+_EVENT = Insert(PaymentEvent)
+
+
 async def record_event(
     attempt_id: int | None,
     provider: str,
@@ -71,19 +75,17 @@ async def record_event(
     status_after: str = "",
     note: str = "",
 ) -> None:
-    await PaymentEvent.insert(
-        PaymentEvent(
-            attempt=attempt_id,
-            provider=provider,
-            kind=kind,
-            provider_event_id=provider_event_id,
-            event_type=event_type[:60],
-            signature_ok=signature_ok,
-            status_before=status_before,
-            status_after=status_after,
-            payload=json.dumps(redact(payload), default=str),
-            note=note,
-        )
+    await _EVENT.row(
+        attempt=attempt_id,
+        provider=provider,
+        kind=kind,
+        provider_event_id=provider_event_id,
+        event_type=event_type[:60],
+        signature_ok=signature_ok,
+        status_before=status_before,
+        status_after=status_after,
+        payload=json.dumps(redact(payload), default=str),
+        note=note,
     )
 
 
@@ -108,24 +110,28 @@ async def start_attempt(order: dict[str, Any], provider: Provider, settings_publ
     (counting again would have let it start attempt 2 and a second provider payment).
     A timeout leaves the attempt pending for the reconciler; it never fails it."""
     merchant_reference = f"{order['reference']}{number:02d}"
+    # Vendor shares come from the order's lines: read before the attempt's transaction.
+    splits = await _splits(order, provider)
+    return_url = f"{settings_public_url}/payments/{provider.slug}/return?ref={merchant_reference}"
+    engine = PaymentAttempt._meta.db
     try:
-        inserted = await PaymentAttempt.insert(
-            PaymentAttempt(
-                order=order["id"],
-                number=number,
-                provider=provider.slug,
-                status=PaymentStatus.INITIATED.value,
-                amount_fils=order["total_fils"],
-                currency=order["currency"],
-                merchant_reference=merchant_reference,
+        # The attempt and the request it is about to make are stored together (one commit).
+        async with write_transaction(engine):
+            attempt = await _ATTEMPT.row(
+                order=order["id"], number=number, provider=provider.slug, status=PaymentStatus.INITIATED.value,
+                amount_fils=order["total_fils"], currency=order["currency"], merchant_reference=merchant_reference,
                 idempotency_key=secrets.token_hex(16),
             )
-        ).returning(*PaymentAttempt.all_columns())
+            await record_event(attempt["id"], provider.slug, "request", {
+                "merchant_reference": merchant_reference, "amount_fils": attempt["amount_fils"],
+                "currency": attempt["currency"], "language": order["language"], "return_url": return_url,
+                "link_channel": link_channel or "",
+                "splits": [{"to": s.vendor_reference, "amount_fils": s.amount_fils,
+                            "commission_fils": s.commission_fils} for s in splits]})
     except Exception as exc:
         if is_unique_violation(exc):
             return StartOutcome(attempt=None)
         raise
-    attempt = inserted[0]
     request = PaymentRequest(
         merchant_reference=merchant_reference,
         order_reference=order["reference"],
@@ -133,20 +139,14 @@ async def start_attempt(order: dict[str, Any], provider: Provider, settings_publ
         currency=attempt["currency"],
         language=order["language"],
         idempotency_key=attempt["idempotency_key"],
-        return_url=f"{settings_public_url}/payments/{provider.slug}/return?ref={merchant_reference}",
+        return_url=return_url,
         webhook_url=f"{settings_public_url}/webhooks/{provider.slug}",
         customer_name=order["customer_name"],
         customer_email=order["email"],
         customer_phone=order["phone"],
         description=f"Order {order['reference']}",
-        splits=await _splits(order, provider),
+        splits=splits,
     )
-    await record_event(attempt["id"], provider.slug, "request", {"merchant_reference": merchant_reference,
-                       "amount_fils": request.amount_fils, "currency": request.currency,
-                       "language": request.language, "return_url": request.return_url,
-                       "link_channel": link_channel or "",
-                       "splits": [{"to": s.vendor_reference, "amount_fils": s.amount_fils,
-                                   "commission_fils": s.commission_fils} for s in request.splits]})
     now = utcnow()
     window = LINK_VALIDITY if link_channel else timedelta(seconds=provider.capabilities.expiry_seconds)
     try:
@@ -157,22 +157,19 @@ async def start_attempt(order: dict[str, Any], provider: Provider, settings_publ
     except ProviderUnavailable as exc:
         # Unknown outcome: the provider may have created it. Pending, and the reconciler asks at
         # its next pass: the customer is waiting on the order page for the answer.
-        await _update_attempt(attempt["id"], {
+        await _record_answer(attempt["id"], provider.slug, {
             "status": PaymentStatus.PENDING.value, "next_check_at": now,
             "expires_at": now + window,
             "failure_reason": "provider did not answer when the payment was created",
-        })
-        await record_event(attempt["id"], provider.slug, "response", {"error": str(exc)},
-                           status_before="initiated", status_after="pending", note="no answer")
+        }, {"error": str(exc)}, note="no answer")
         return StartOutcome(attempt=attempt, error="unavailable")
     except ProviderRejected as exc:
-        await _update_attempt(attempt["id"], {"status": PaymentStatus.FAILED.value, "failure_reason": str(exc)[:500],
-                                              "finalized_at": now})
-        await record_event(attempt["id"], provider.slug, "response", {"error": str(exc)},
-                           status_before="initiated", status_after="failed", note="rejected")
+        await _record_answer(attempt["id"], provider.slug, {
+            "status": PaymentStatus.FAILED.value, "failure_reason": str(exc)[:500], "finalized_at": now,
+        }, {"error": str(exc)}, note="rejected")
         await _after_payment_move(attempt | {"status": "failed"}, PaymentStatus.FAILED)
         return StartOutcome(attempt=attempt, error="rejected")
-    await _update_attempt(attempt["id"], {
+    await _record_answer(attempt["id"], provider.slug, {
         "status": PaymentStatus.PENDING.value,
         "provider_payment_id": started.provider_payment_id,
         "redirect_url": started.redirect_url,
@@ -180,10 +177,17 @@ async def start_attempt(order: dict[str, Any], provider: Provider, settings_publ
         "expires_at": now + window,
         # A link is paid whenever the customer gets to it: ask soon and keep asking (backing off).
         "next_check_at": now + (FIRST_CHECK_AFTER if link_channel else window + FIRST_CHECK_AFTER),
-    })
-    await record_event(attempt["id"], provider.slug, "response", started.raw,
-                       status_before="initiated", status_after="pending")
+    }, started.raw)
     return StartOutcome(attempt=attempt, redirect_url=started.redirect_url, form_fields=dict(started.form_fields))
+
+
+async def _record_answer(attempt_id: int, provider: str, values: dict[str, Any], payload: Any,
+                         note: str = "") -> None:
+    """The provider's answer to the create call: the attempt's new state and its event, one commit."""
+    async with write_transaction(PaymentAttempt._meta.db):
+        await _update_attempt(attempt_id, values)
+        await record_event(attempt_id, provider, "response", payload, status_before=PaymentStatus.INITIATED.value,
+                           status_after=values["status"], note=note)
 
 
 async def _splits(order: dict[str, Any], provider: Provider) -> tuple[VendorSplit, ...]:
@@ -205,10 +209,21 @@ async def _splits(order: dict[str, Any], provider: Provider) -> tuple[VendorSpli
         return ()
 
 
+_ATTEMPT = Insert(PaymentAttempt, returning="*")
+# One UPDATE per set of columns changed together, built on first use.
+_ATTEMPT_UPDATES: dict[tuple[str, ...], Statement] = {}
+
+
 async def _update_attempt(attempt_id: int, values: dict[str, Any]) -> None:
-    columns = {PaymentAttempt._meta.get_column_by_name(k): v for k, v in values.items()}
-    columns[PaymentAttempt.updated_at] = utcnow()
-    await PaymentAttempt.update(columns).where(PaymentAttempt.id == attempt_id)
+    names = tuple(values)
+    statement = _ATTEMPT_UPDATES.get(names)
+    if statement is None:
+        for name in names:
+            PaymentAttempt._meta.get_column_by_name(name)  # only real columns make it into SQL
+        assignments = "".join(f'"{name}" = {{}}, ' for name in names)
+        statement = _ATTEMPT_UPDATES[names] = Statement(
+            PaymentAttempt, f"UPDATE payment_attempt SET {assignments}updated_at = {{}} WHERE id = {{}}")
+    await statement.rows(*values.values(), utcnow(), attempt_id)
 
 
 async def _after_payment_move(attempt: dict[str, Any], payment_status: PaymentStatus) -> None:
@@ -230,17 +245,19 @@ class Applied:
     flagged: str = ""
 
 
-async def find_attempt(provider: str, provider_payment_id: str | None, merchant_reference: str | None) -> dict[str, Any] | None:
-    if merchant_reference:
-        found = await PaymentAttempt.select().where(
-            (PaymentAttempt.merchant_reference == merchant_reference) & (PaymentAttempt.provider == provider)
-        ).first()
-        if found:
-            return found
-    if provider_payment_id:
-        return await PaymentAttempt.select().where(
-            (PaymentAttempt.provider_payment_id == provider_payment_id) & (PaymentAttempt.provider == provider)
-        ).first()
+# References and payment ids are unique across providers; the caller names whose attempts count.
+_ATTEMPT_BY_REFERENCE = Statement(PaymentAttempt, "SELECT * FROM payment_attempt WHERE merchant_reference = {}")
+_ATTEMPT_BY_PAYMENT_ID = Statement(PaymentAttempt, "SELECT * FROM payment_attempt WHERE provider_payment_id = {}")
+
+
+async def find_attempt(providers: tuple[str, ...], provider_payment_id: str | None,
+                       merchant_reference: str | None) -> dict[str, Any] | None:
+    """The attempt a return or notification is about, if it belongs to one of `providers`."""
+    for statement, key in ((_ATTEMPT_BY_REFERENCE, merchant_reference), (_ATTEMPT_BY_PAYMENT_ID, provider_payment_id)):
+        if key:
+            found = await statement.first(key)
+            if found and found["provider"] in providers:
+                return found
     return None
 
 
@@ -463,10 +480,11 @@ async def _settle_refunds(attempt_id: int) -> str:
     return new.value
 
 
+_LATEST_ATTEMPT = Statement(PaymentAttempt, 'SELECT * FROM payment_attempt WHERE "order" = {} ORDER BY number DESC LIMIT 1')
+
+
 async def latest_attempt(order_id: int) -> dict[str, Any] | None:
-    return await PaymentAttempt.select().where(PaymentAttempt.order == order_id).order_by(
-        PaymentAttempt.number, ascending=False
-    ).first()
+    return await _LATEST_ATTEMPT.first(order_id)
 
 
 def is_open(attempt: dict[str, Any] | None) -> bool:
