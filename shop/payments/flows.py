@@ -146,7 +146,7 @@ async def handle_return(provider: Provider, params: Mapping[str, str]) -> dict[s
     Raises BadSignature for a forged signed return. A provider that does not answer leaves the
     attempt pending (the order page then shows "verifying")."""
     hint = provider.parse_return(params)  # may raise BadSignature
-    attempt = await find_attempt((provider.slug,), hint.provider_payment_id, hint.merchant_reference)
+    attempt = await find_attempt(provider.attempt_slugs, hint.provider_payment_id, hint.merchant_reference)
     if attempt is None:
         return None
     await record_event(attempt["id"], provider.slug, "return", hint.payload,
@@ -185,7 +185,7 @@ async def handle_webhook(provider: Provider, headers: Mapping[str, str], body: b
     observations = provider.verify_webhook(headers, body)
     results = []
     for observation in observations:
-        attempt = await find_attempt((provider.slug,), observation.provider_payment_id, observation.merchant_reference)
+        attempt = await find_attempt(provider.attempt_slugs, observation.provider_payment_id, observation.merchant_reference)
         if attempt is None:
             # Not ours (or not yet known): keep it for the timeline, change nothing.
             await record_event(None, provider.slug, "webhook", observation.payload, event_type=observation.event_type,

@@ -43,13 +43,13 @@ def event(attempt: dict, kind: str, amount: int | None = None, event_id: str | N
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def send(client, body: bytes, signature: str | None = "auto"):
+def send(client, body: bytes, signature: str | None = "auto", slug: str = "checkout"):
     headers = {"Content-Type": "application/json"}
     if signature == "auto":
         headers["Cko-Signature"] = hmac_sha256_hex(SECRET, body)
     elif signature is not None:
         headers["Cko-Signature"] = signature
-    return client.post("/webhooks/checkout", content=body, headers=headers)
+    return client.post(f"/webhooks/{slug}", content=body, headers=headers)
 
 
 def statuses(attempt: dict) -> tuple[str, str]:
@@ -121,3 +121,22 @@ def test_events_for_unknown_payments_are_acknowledged(client) -> None:
 
 def test_unknown_provider_is_404(client) -> None:
     assert client.post("/webhooks/nope", content=b"{}").status_code == 404
+
+
+def _started_with(attempt: dict, provider: str) -> None:
+    run(PaymentAttempt.update({PaymentAttempt.provider: provider}).where(PaymentAttempt.id == attempt["id"]))
+
+
+@pytest.mark.parametrize("started_with", ["checkout", "checkout_setup"])
+@pytest.mark.parametrize("url_slug", ["checkout", "checkout_setup"])
+def test_one_checkout_account_hears_about_both_of_its_apis(client, attempt, started_with, url_slug) -> None:
+    """The account's one webhook URL gets the notifications of payments from either Checkout.com API."""
+    _started_with(attempt, started_with)
+    assert send(client, event(attempt, "payment_captured"), slug=url_slug).status_code == 200
+    assert statuses(attempt) == ("paid", "captured")
+
+
+def test_a_notification_never_settles_another_providers_attempt(client, attempt) -> None:
+    _started_with(attempt, "tap")
+    assert send(client, event(attempt, "payment_captured")).status_code == 200
+    assert statuses(attempt) == ("pending_payment", "pending")

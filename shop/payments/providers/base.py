@@ -162,6 +162,12 @@ class Provider(ABC):
     slug: ClassVar[str]
     capabilities: ClassVar[Capabilities]
 
+    @property
+    def attempt_slugs(self) -> tuple[str, ...]:
+        """Whose attempts this provider's returns and notifications may concern: its own, unless
+        one provider account serves several adapters."""
+        return (self.slug,)
+
     def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
         self.settings = settings
         self.client = client

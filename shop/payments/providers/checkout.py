@@ -71,6 +71,12 @@ class CheckoutProvider(Provider):
     )
 
     @property
+    def attempt_slugs(self) -> tuple[str, ...]:
+        # Both Checkout.com APIs make the same payment objects on one account, whose notifications
+        # go to the one URL configured for it: either URL may hear about either kind of attempt.
+        return ("checkout", "checkout_setup")
+
+    @property
     def api_url(self) -> str:
         return self.settings.provider_value("CHECKOUT_API_URL")
 
