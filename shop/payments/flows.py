@@ -163,8 +163,10 @@ async def handle_return(provider: Provider, params: Mapping[str, str]) -> dict[s
                                note="ignored: the provider's payment belongs to another reference")
         else:
             await apply_observation(attempt["id"], observation, "inquiry")
-    # Still open: the customer is waiting on the order page, so ask again soon, not at expiry.
-    await PaymentAttempt.update({PaymentAttempt.next_check_at: utcnow() + RETURN_RECHECK, PaymentAttempt.checks: 0}).where(
+    # Still open: the customer is waiting on the order page, so ask again soon, not at expiry;
+    # at the very next pass when the provider gave no answer just now.
+    recheck = utcnow() + (RETURN_RECHECK if observation is not None else timedelta(0))
+    await PaymentAttempt.update({PaymentAttempt.next_check_at: recheck, PaymentAttempt.checks: 0}).where(
         (PaymentAttempt.id == attempt["id"]) & PaymentAttempt.status.is_in([s.value for s in OPEN_PAYMENT])
     )
     return await Order.select().where(Order.id == attempt["order"]).first()

@@ -103,3 +103,43 @@ async def test_a_pass_by_hand_asks_about_every_open_attempt(monkeypatch: pytest.
     await _reconcile_with(UnknownToProvider(), monkeypatch, due_only=False)
     still_open = await PaymentAttempt.count().where(PaymentAttempt.status.is_in(["initiated", "pending"]))
     assert still_open == 0
+
+
+# -- a customer back from the provider while the payment is still open ------------------------
+
+from shop.payments.flows import RETURN_RECHECK, handle_return  # noqa: E402
+from shop.payments.providers.base import ReturnHint  # noqa: E402
+from shop.payments.states import PaymentStatus  # noqa: E402
+
+
+class ReturnsTo(CountingProvider):
+    """A provider whose return names the attempt and whose inquiry answers `pending`, or not at all."""
+
+    def __init__(self, answers: bool) -> None:
+        super().__init__()
+        self.answers = answers
+
+    def parse_return(self, params: Any) -> ReturnHint:
+        return ReturnHint(provider_payment_id=None, merchant_reference=params["ref"], payload=dict(params))
+
+    async def inquire(self, provider_payment_id: str | None, merchant_reference: str) -> Observation:
+        if not self.answers:
+            raise ProviderUnavailable("GET /payments: timed out")
+        return Observation(status=PaymentStatus.PENDING, merchant_reference=merchant_reference)
+
+
+@pytest.mark.parametrize("answers", [True, False])
+async def test_an_open_payment_after_the_return_is_asked_about_again_soon(answers: bool) -> None:
+    """The customer watches "verifying": a provider that said pending is asked again in a few
+    seconds; one that did not answer, at the reconciler's very next pass."""
+    order = await make_order([(await make_product(), 1)])
+    provider = ReturnsTo(answers)
+    started = await start_attempt(order, provider, "http://shop.test", number=1)
+    before = utcnow()
+    await handle_return(provider, {"ref": started.attempt["merchant_reference"]})
+    attempt = await PaymentAttempt.select().where(PaymentAttempt.id == started.attempt["id"]).first()
+    assert attempt["status"] == "pending"
+    if answers:
+        assert before + RETURN_RECHECK <= attempt["next_check_at"] <= utcnow() + RETURN_RECHECK
+    else:
+        assert attempt["next_check_at"] <= utcnow()
