@@ -20,7 +20,8 @@ CASE = "secrets-scan"
 SECRET_SETTINGS = ("CHECKOUT_SECRET_KEY", "CHECKOUT_WEBHOOK_SECRET", "APS_SHA_REQUEST_PHRASE",
                    "APS_SHA_RESPONSE_PHRASE", "TAP_SECRET_KEY", "UPAYMENTS_API_KEY", "KNET_TRANPORTAL_PASSWORD",
                    "KNET_RESOURCE_KEY")
-DIGIT_RUN = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
+# A card number stands apart from letters and digits: 16 digits inside a hex token are not one.
+DIGIT_RUN = re.compile(r"(?<![0-9A-Za-z])\d{13,19}(?![0-9A-Za-z])")
 TEXT_TYPES = ("text", "character varying", "json", "jsonb", "character")
 
 
