@@ -12,6 +12,10 @@ from piccolo.table import Table
 
 from shop.sqlite_engine import LoopSQLiteEngine
 
+# Row ids are PostgreSQL serials (32-bit): a larger number can name no row, and the driver
+# refuses to send it at all.
+MAX_ROW_ID = 2**31 - 1
+
 
 def make_engine(database_url: str) -> Engine:
     """An engine for `sqlite:///PATH` or `postgres://user:pass@host:port/db`."""

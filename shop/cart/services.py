@@ -10,7 +10,7 @@ from typing import Any
 from shop.cart.tables import Cart, CartLine
 from shop.catalog.services import CATEGORY_ACTIVE
 from shop.catalog.tables import Product
-from shop.db import write_transaction
+from shop.db import MAX_ROW_ID, write_transaction
 from shop.i18n import gettext as _
 from shop.sql import Statement
 
@@ -39,7 +39,7 @@ def parse_quantity(raw: str | None, allow_zero: bool) -> int:
 
 def parse_product_id(raw: str | int | None) -> int:
     text = str(raw if raw is not None else "").strip()
-    if not text.isascii() or not text.isdigit() or len(text) > 12:
+    if not text.isascii() or not text.isdigit() or len(text) > 10 or not 1 <= int(text) <= MAX_ROW_ID:
         raise UnknownProduct(_("That product does not exist."))
     return int(text)
 

@@ -8,6 +8,7 @@ from litestar.params import Parameter
 from litestar.response import Redirect
 
 from shop.cart.services import item_count
+from shop.db import MAX_ROW_ID
 from shop.catalog.cache import CatalogueCache
 from shop.payments.choice import active_provider_slug
 from shop.payments.providers.base import Provider
@@ -18,9 +19,8 @@ CART_SESSION_KEY = "cart"
 LAST_ORDER_SESSION_KEY = "order"
 FLASH_SESSION_KEY = "flash"
 
-# Row ids in URLs: PostgreSQL's serial columns are 32-bit, so a larger number names no row and
-# must be refused (400) before it reaches a driver that would fail on it (a 500).
-MAX_ROW_ID = 2**31 - 1
+# Row ids in URLs: a number past MAX_ROW_ID names no row and is refused (400) before it reaches
+# a driver that would fail on it (a 500).
 RowId = Annotated[int, Parameter(ge=1, le=MAX_ROW_ID)]
 
 
