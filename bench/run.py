@@ -254,7 +254,7 @@ def _loadavg() -> str:
 
 def _bind(database_url: str) -> None:
     from shop.db import bind_tables, make_engine
-    from shop.piccolo_app import TABLES
+    from shop.tables import TABLES
 
     bind_tables(make_engine(database_url), TABLES)
 

@@ -27,7 +27,7 @@ from shop.payments.choice import check_default_provider
 from shop.payments.reconcile import run_forever
 from shop.payments.registry import new_http_client
 from shop.paths import STATIC_DIR
-from shop.piccolo_app import TABLES
+from shop.tables import TABLES
 from shop.sandbox import create_sandbox_router
 from shop.settings import Settings
 from shop.staff.routes import STAFF_HANDLERS

@@ -34,7 +34,7 @@ def migrate(settings: Settings) -> int:
 def seed(settings: Settings) -> int:
     from shop.catalog.seed import seed_demo_catalogue
     from shop.db import bind_tables, make_engine
-    from shop.piccolo_app import TABLES
+    from shop.tables import TABLES
 
     bind_tables(make_engine(settings.database_url), TABLES)
     result = asyncio.run(seed_demo_catalogue())
@@ -48,7 +48,7 @@ def reconcile(settings: Settings) -> int:
     from shop.notifications.outbox import deliver_pending
     from shop.payments.reconcile import expire_abandoned_orders, reconcile_once, settle_pending_refunds
     from shop.payments.registry import new_http_client
-    from shop.piccolo_app import TABLES
+    from shop.tables import TABLES
 
     bind_tables(make_engine(settings.database_url), TABLES)
 
@@ -74,7 +74,7 @@ def createstaff(settings: Settings, email: str, role: str, password_stdin: bool)
     import getpass
 
     from shop.db import bind_tables, make_engine
-    from shop.piccolo_app import TABLES
+    from shop.tables import TABLES
     from shop.staff.auth import PasswordTooWeak, Role, create_staff
 
     if password_stdin:

@@ -279,7 +279,7 @@ async def as_providers_see_them(shop: Shop, attempts: list[dict[str, Any]]) -> l
     from shop.db import bind_tables, make_engine
     from shop.payments.providers.base import ProviderError
     from shop.payments.registry import provider_for
-    from shop.piccolo_app import TABLES
+    from shop.tables import TABLES
     from shop.settings import Settings
     from tests.support import TEST_SECRET
 

@@ -15,7 +15,7 @@ from piccolo.engine.base import Engine
 from shop.app import create_app
 from shop.catalog.tables import Category, Product
 from shop.db import bind_tables
-from shop.piccolo_app import TABLES
+from shop.tables import TABLES
 from shop.settings import Settings
 from shop.staff.auth import Role
 from shop.staff.tables import AuditLog

@@ -12,7 +12,7 @@ from litestar.testing import TestClient
 from shop.app import create_app
 from shop.catalog.tables import Product
 from shop.db import bind_tables
-from shop.piccolo_app import TABLES
+from shop.tables import TABLES
 from shop.settings import Settings
 from shop.staff.auth import Role
 from shop.vendors.tables import Vendor
