@@ -12,6 +12,8 @@ from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import CacheControlHeader, State
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.session.client_side import CookieBackendConfig
+from litestar.plugins import PluginProtocol
+from litestar.plugins.core import MsgspecDIPlugin
 from litestar.plugins.htmx import HTMXPlugin
 from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp
@@ -21,7 +23,7 @@ from shop.cart.controllers import CartController
 from shop.catalog.cache import CatalogueCache
 from shop.catalog.controllers import CatalogController
 from shop.checkout.controllers import CheckoutController, payment_return, webhook
-from shop.db import bind_tables, make_engine, prepare_sqlite
+from shop.db import bind_tables, make_engine, prepare_sqlite, start_pool
 from shop.orders.controllers import OrderController
 from shop.payments.choice import check_default_provider
 from shop.payments.reconcile import run_forever
@@ -48,6 +50,16 @@ def _derived_key(secret: str, purpose: str, size: int = 32) -> bytes:
     return hashlib.sha256(f"{purpose}:{secret}".encode()).digest()[:size]
 
 
+class ShopApp(Litestar):
+    """Litestar without the pydantic and attrs integrations it adds whenever those libraries are
+    importable (Piccolo installs pydantic): the shop's handlers take and return only msgspec-
+    friendly types, and the pydantic plugin alone is 8 MiB in every worker."""
+
+    @staticmethod
+    def _get_default_plugins(plugins: list[PluginProtocol]) -> list[PluginProtocol]:
+        return [*plugins, MsgspecDIPlugin()]
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     check_default_provider(settings)
@@ -57,7 +69,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def start(app: Litestar) -> None:
         await prepare_sqlite(engine)
         if isinstance(engine, PostgresEngine) and settings.db_pool_size > 0:
-            await engine.start_connection_pool(min_size=1, max_size=settings.db_pool_size)
+            await start_pool(engine, settings.db_pool_size)
         app.state["http"] = new_http_client(settings)
         if settings.reconcile_interval_s > 0:
             app.state["reconciler"] = asyncio.create_task(run_forever(settings, app.state["http"]))
@@ -113,7 +125,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     ]
     if settings.sandbox:
         handlers.append(create_sandbox_router(settings))
-    return Litestar(
+    return ShopApp(
         route_handlers=handlers,
         # The CSRF check is installed as app middleware (last, so innermost, where Litestar puts
         # its own) rather than through `csrf_config`, so a malformed token is a 403, not a 500.

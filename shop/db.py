@@ -29,6 +29,19 @@ def make_engine(database_url: str) -> Engine:
     raise ValueError("unsupported database URL (use sqlite:/// or postgres://)")
 
 
+async def _nothing_to_reset(connection: object) -> None:
+    """What a pooled PostgreSQL connection needs before its next use: nothing the shop leaves.
+
+    asyncpg's default sends a reset query (advisory unlocks, CLOSE ALL, UNLISTEN, RESET ALL)
+    each time a connection goes back to the pool: a second round trip for every statement. The
+    shop sets no session state (no SET, LISTEN, advisory locks or cursors), and asyncpg rolls
+    back a transaction left open before calling this."""
+
+
+async def start_pool(engine: PostgresEngine, size: int) -> None:
+    await engine.start_connection_pool(min_size=1, max_size=size, reset=_nothing_to_reset)
+
+
 def bind_tables(engine: Engine, tables: Iterable[type[Table]]) -> None:
     """Point every table at `engine`, so the app never depends on a global config module."""
     for table in tables:
