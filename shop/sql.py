@@ -32,6 +32,7 @@ class Statement:
     async def rows(self, *values: Any) -> list[dict[str, Any]]:
         engine = self.table._meta.db
         query = QueryString(self.template, *values, table=self.table)
+        # Piccolo's own slot for SQL compiled in advance (what `Query.freeze()` fills in).
         query._frozen_compiled_strings = (self._compiled[engine.engine_type], list(values))
         return [dict(row) for row in await engine.run_querystring(query)]
 
