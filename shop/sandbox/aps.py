@@ -380,12 +380,7 @@ class ApsPage:
         payment = await store.get(f"payment:{reference}") if reference else None
         if payment is None:
             return None
-        if payment["state"] == "open" and payment.get("landed_at") is None:
-            async with store.locked(f"payment:{reference}") as record:
-                assert record is not None
-                if record.data.get("landed_at") is None:
-                    record.data["landed_at"] = now  # the KNET window counts from here
-                payment = record.data
+        payment = await store.land_once(f"payment:{reference}", payment, payment["state"] == "open", now)
         request = payment["request"]
         view = PageView(language=_language(request), merchant_name=MERCHANT_NAME, amount_fils=int(request["amount"]),
                         reference=str(reference), action_url=f"/sandbox{MOUNT_PATH}/knet/{token}")

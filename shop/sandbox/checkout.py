@@ -469,12 +469,7 @@ class CheckoutPage:
         payment = await store.get(f"payment:{payment_id}") if payment_id else None
         if payment is None:
             return None
-        if payment["status"] == PENDING and payment.get("landed_at") is None:
-            async with store.locked(f"payment:{payment_id}") as record:
-                assert record is not None
-                if record.data.get("landed_at") is None:
-                    record.data["landed_at"] = now  # KNET's 7 minutes count from here
-                payment = record.data
+        payment = await store.land_once(f"payment:{payment_id}", payment, payment["status"] == PENDING, now)
         view = PageView(
             language=payment["source"].get("language", "en"),
             merchant_name=MERCHANT_NAME,

@@ -237,6 +237,17 @@ class Store:
                 {SandboxRecord.data: json.dumps(holder.data), SandboxRecord.updated_at: datetime.now(timezone.utc)}
             ).where(SandboxRecord.key == full)
 
+    async def land_once(self, key: str, record: dict[str, Any], still_open: bool, now: float) -> dict[str, Any]:
+        """`record` (read at `key`) with the customer's first landing on its payment page
+        recorded, once, while it is still open: the KNET page's window counts from it."""
+        if not still_open or record.get("landed_at") is not None:
+            return record
+        async with self.locked(key) as held:
+            assert held is not None
+            if held.data.get("landed_at") is None:
+                held.data["landed_at"] = now
+            return held.data
+
 
 # -- fault controls -----------------------------------------------------------------------------
 

@@ -449,12 +449,7 @@ class TapPage:
         charge = await store.get(f"charge:{charge_id}") if charge_id else None
         if charge is None:
             return None
-        if charge["status"] == INITIATED and charge.get("landed_at") is None:
-            async with store.locked(f"charge:{charge_id}") as record:
-                assert record is not None
-                if record.data.get("landed_at") is None:
-                    record.data["landed_at"] = now
-                charge = record.data
+        charge = await store.land_once(f"charge:{charge_id}", charge, charge["status"] == INITIATED, now)
         reference = charge.get("reference") or {}
         view = PageView(
             language=charge.get("language") or "en",

@@ -864,12 +864,7 @@ class UpaymentsPage:
         payment = await store.get(f"payment:{track_id}") if track_id else None
         if payment is None:
             return None
-        if payment["status"] == OPEN and payment.get("landed_at") is None:
-            async with store.locked(f"payment:{track_id}") as record:
-                assert record is not None
-                if record.data.get("landed_at") is None:
-                    record.data["landed_at"] = now  # KNET's window counts from here
-                payment = record.data
+        payment = await store.land_once(f"payment:{track_id}", payment, payment["status"] == OPEN, now)
         view = PageView(
             language=payment["language"], merchant_name=MERCHANT_NAME,
             amount_fils=int(payment["order"]["amount_fils"]), reference=str(payment["order"]["id"]),
