@@ -16,6 +16,7 @@ stays durable on power loss): that wait runs in a thread, so the loop goes on me
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 import weakref
@@ -38,9 +39,9 @@ def _locked(exc: sqlite3.OperationalError) -> bool:
 
 async def _when_unlocked(statement: Callable[[], Any], commits: bool = False) -> Any:
     """Run `statement`; while another process holds the lock, retry it between other work.
-    Only statements that fail without effect when the lock is held come here (BEGIN, and a
-    single statement outside a transaction, which SQLite rolls back whole). One that `commits`
-    waits for the disk, so it runs in a thread while the loop serves other requests."""
+    Only statements that fail without effect when the lock is held come here (BEGIN, COMMIT,
+    and a single statement outside a transaction, which SQLite rolls back whole). One that
+    `commits` waits for the disk, so it runs in a thread while the loop serves other requests."""
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
     pause = _FIRST_POLL_S
     while True:
@@ -158,7 +159,9 @@ class LoopTransaction(SQLiteTransaction):
         try:
             if exception is None and not self._committed and not self._rolled_back:
                 # COMMIT waits for the disk (fsync): in a thread, so the loop serves other requests.
-                await asyncio.to_thread(connection.execute, "COMMIT")
+                # Without WAL a reader of this process may hold the lock COMMIT needs for a moment;
+                # a COMMIT refused for that leaves the transaction open, to be tried again.
+                await _when_unlocked(lambda: connection.execute("COMMIT"), commits=True)
         finally:
             # Whatever failed (the block, or COMMIT itself), the kept connection leaves clean.
             if connection.in_transaction:
@@ -192,6 +195,11 @@ class LoopSQLiteEngine(SQLiteEngine):
                                             "check_same_thread": False, "isolation_level": None})
             connection.row_factory = dict_factory
             connection.execute("PRAGMA foreign_keys = 1")
+            if store is self._writers:
+                # WAL (kept in the file): readers never wait for the writer, nor it for them.
+                # Also set at start-up; here so that commands and tests get it too.
+                with contextlib.suppress(sqlite3.OperationalError):
+                    connection.execute("PRAGMA journal_mode=WAL")
             store[loop] = connection
         return connection
 

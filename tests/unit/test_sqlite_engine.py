@@ -151,3 +151,39 @@ def test_each_event_loop_has_its_own_writer(engine: LoopSQLiteEngine) -> None:
         thread.join()
     assert errors == []
     assert len(texts()) == 40
+
+
+def test_a_commit_waits_for_a_reader_of_a_file_without_wal(tmp_path: Path) -> None:
+    """COMMIT runs in a thread while the loop reads: without WAL a read holds the lock COMMIT
+    needs for a moment, and the commit is tried again rather than failing."""
+    path = tmp_path / "journal.db"
+    sqlite3.connect(path).execute("CREATE TABLE engine_note (id INTEGER PRIMARY KEY, text VARCHAR(50), number INTEGER)")
+    engine = LoopSQLiteEngine(path=str(path))
+    Note._meta._db = engine
+
+    async def run() -> None:
+        writer = engine.writer()
+        writer.execute("PRAGMA journal_mode=DELETE")  # as a file the engine has not set up
+
+        async def write(n: int) -> None:
+            async with write_transaction(engine):
+                await Note.insert(Note(text=f"n{n}", number=n))
+
+        async def read() -> None:
+            for _ in range(200):
+                await Note.select(Note.id).run()
+                await asyncio.sleep(0)
+
+        await asyncio.gather(read(), *(write(n) for n in range(30)))
+
+    asyncio.run(run())
+    assert sorted(texts()) == sorted(f"n{n}" for n in range(30))
+
+
+def test_the_writer_puts_the_file_in_wal_mode(tmp_path: Path) -> None:
+    engine = LoopSQLiteEngine(path=str(tmp_path / "fresh.db"))
+
+    async def mode() -> str:
+        return engine.writer().execute("PRAGMA journal_mode").fetchone()["journal_mode"]
+
+    assert asyncio.run(mode()) == "wal"
