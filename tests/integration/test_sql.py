@@ -55,3 +55,21 @@ async def test_selected_booleans_and_numbers_keep_their_types() -> None:
 async def test_placing_an_order_returns_what_piccolo_reads_back() -> None:
     order = await make_order([(await make_product(), 2)])
     assert order == await Order.select().where(Order.id == order["id"]).first()
+
+
+async def test_pages_served_at_once_get_the_version_and_their_own_cart_counts() -> None:
+    """On PostgreSQL these pages share one statement; on SQLite each reads on its own."""
+    import asyncio
+
+    from shop.cart.services import add_item, new_cart_token
+    from shop.catalog.cache import version_and_cart_count
+
+    first, second = await make_product(), await make_product()
+    two_lines, one_line = new_cart_token(), new_cart_token()
+    await add_item(two_lines, first["id"], 2)
+    await add_item(two_lines, second["id"], 1)
+    await add_item(one_line, first["id"], 4)
+    (version,) = [row["version"] for row in await Order.raw("SELECT version FROM catalog_version WHERE id = 1")]
+    answers = await asyncio.gather(*(version_and_cart_count(token) for token in
+                                     (two_lines, one_line, None, "no-such-cart", two_lines)))
+    assert answers == [(version, 3), (version, 4), (version, 0), (version, 0), (version, 3)]
