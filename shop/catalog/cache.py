@@ -3,8 +3,9 @@
 Database triggers bump `catalog_version.version` in the same transaction as every insert,
 update or delete of a product or category, whoever writes: staff, an order reserving stock, a
 webhook moving it, another worker process, `shop seed`. Every storefront request reads the
-version first (in the statement that counts the cart), so no process ever serves a price or a
-stock level older than the latest committed write. A value is stored only under the version
+version first (in the statement that counts the cart, shared on PostgreSQL by the pages that
+arrived before it started), so no process ever serves a price or a stock level older than the
+latest committed write. A value is stored only under the version
 read before it was computed, so a value is never newer-keyed than the data it came from."""
 from __future__ import annotations
 
