@@ -97,13 +97,14 @@ async def load_cart(token: str | None) -> CartView:
 # The number of items in the cart of token {}; also a subquery of every catalogue page's statement.
 ITEM_COUNT_SQL = ("SELECT COALESCE(SUM(cart_line.quantity), 0) FROM cart_line "
                   "JOIN cart ON cart.id = cart_line.cart WHERE cart.token = {}")
+_ITEM_COUNT = Statement(CartLine, f"SELECT ({ITEM_COUNT_SQL}) AS n")
 
 
 async def item_count(token: str | None) -> int:
     if not token:
         return 0
-    rows = await CartLine.raw(f"SELECT ({ITEM_COUNT_SQL}) AS n", token)
-    return int(rows[0]["n"]) if rows else 0
+    row = await _ITEM_COUNT.first(token)
+    return int(row["n"]) if row else 0
 
 
 async def _sellable_product(product_id: int) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import weakref
 from collections import OrderedDict
 from typing import Awaitable, Callable, Hashable, TypeVar
 
+from shop.cart.services import ITEM_COUNT_SQL
 from shop.cart.tables import CartLine
 from shop.db import is_postgres
 from shop.sql import Statement
@@ -71,6 +72,8 @@ class CatalogueCache:
         return value
 
 
+_VERSION_AND_CART_COUNT = Statement(
+    CartLine, f"SELECT (SELECT version FROM catalog_version WHERE id = 1) AS version, ({ITEM_COUNT_SQL}) AS n")
 # PostgreSQL: the catalogue version (token NULL), then each cart's item count, for the tokens
 # in a JSON array.
 _SHARED_READ = Statement(CartLine, """
@@ -86,13 +89,9 @@ async def version_and_cart_count(cart_token: str | None) -> tuple[int, int]:
     from the cache runs. On PostgreSQL the pages being served at once share one statement."""
     if is_postgres(CartLine._meta.db):
         return await _SharedReads.of_this_loop().read(cart_token or "")
-    from shop.cart.services import ITEM_COUNT_SQL
-
-    rows = await CartLine.raw(
-        f"SELECT (SELECT version FROM catalog_version WHERE id = 1) AS version, ({ITEM_COUNT_SQL}) AS n",
-        cart_token or "",
-    )
-    return int(rows[0]["version"]), int(rows[0]["n"])
+    row = await _VERSION_AND_CART_COUNT.first(cart_token or "")
+    assert row is not None  # a SELECT of two subqueries always has its one row
+    return int(row["version"]), int(row["n"])
 
 
 class _SharedReads:

@@ -8,8 +8,8 @@ from litestar.params import Parameter
 from litestar.response import Redirect
 
 from shop.cart.services import item_count
-from shop.db import MAX_ROW_ID
 from shop.catalog.cache import CatalogueCache
+from shop.db import MAX_ROW_ID
 from shop.payments.choice import active_provider_slug
 from shop.payments.providers.base import Provider
 from shop.payments.registry import provider_for
