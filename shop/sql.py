@@ -53,21 +53,20 @@ class Insert:
     """INSERT of one whole row, its SQL built once from the table's columns. A column not named
     takes its Piccolo default, computed per row as `Table(...)` would (timestamps are now)."""
 
-    __slots__ = ("_columns", "_names", "statement")
+    __slots__ = ("_columns", "statement")
 
     def __init__(self, table: type[Table], returning: str = "id") -> None:
-        self._columns = table._meta.non_default_columns  # every column but the primary key
-        self._names = frozenset(column._meta.db_column_name for column in self._columns)
-        names = ", ".join(f'"{column._meta.db_column_name}"' for column in self._columns)
+        # Every column but the primary key, by its name in the database.
+        self._columns = {column._meta.db_column_name: column for column in table._meta.non_default_columns}
+        names = ", ".join(f'"{name}"' for name in self._columns)
         marks = ", ".join("{}" for _ in self._columns)
         self.statement = Statement(
             table, f'INSERT INTO "{table._meta.tablename}" ({names}) VALUES ({marks}) RETURNING {returning}')
 
     async def row(self, **values: Any) -> dict[str, Any]:
-        unknown = values.keys() - self._names
+        unknown = values.keys() - self._columns.keys()
         if unknown:
             raise TypeError(f"no such columns: {', '.join(sorted(unknown))}")
         rows = await self.statement.rows(*(
-            values[column._meta.db_column_name] if column._meta.db_column_name in values else _default(column)
-            for column in self._columns))
+            values[name] if name in values else _default(column) for name, column in self._columns.items()))
         return rows[0]
