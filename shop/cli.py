@@ -139,9 +139,12 @@ def run_server(target: str, server: str, host: str, port: int, workers: int) -> 
         return
     import uvicorn
 
-    # uvloop and httptools come with uvicorn[standard]; uvicorn picks them when present.
+    from shop.web.server import ShopHttpProtocol
+
+    # uvloop and httptools come with uvicorn[standard]; uvicorn picks uvloop when present, and
+    # the shop's protocol is httptools' with each response sent in one packet.
     uvicorn.run(target, factory=True, host=host, port=port, workers=workers, proxy_headers=True,
-                server_header=False, log_level="info", access_log=False)
+                server_header=False, log_level="info", access_log=False, http=ShopHttpProtocol)
 
 
 def serve(settings: Settings, host: str | None, port: int | None, workers: int | None) -> int:
