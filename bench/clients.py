@@ -5,14 +5,12 @@ import asyncio
 import hashlib
 import hmac
 import json
-import random
 import re
-import statistics
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.cookies import SimpleCookie
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -101,51 +99,12 @@ def add_to_cart_requests(customers: list[Customer], product_ids: list[list[int]]
     return requests
 
 
-@dataclass(frozen=True, slots=True)
-class FlowResult:
-    per_s: float
-    p50_ms: float
-    p99_ms: float
-    done: int
-    errors: int
-    client_cpu_share: float  # of one core, by this load generator: near 1.0 means it is the bottleneck
-
-
-async def checkout_load(base_url: str, product_ids: list[int], duration_s: float, concurrency: int = 32) -> FlowResult:
-    """`concurrency` customers, each in a loop until the deadline: add a product (htmx, CSRF),
-    then press Pay (POST /checkout, CSRF): the order is placed, stock reserved and the payment
-    started with the provider, answered by a 303 to the provider's page. Counts orders placed."""
-    timings: list[float] = []
-    errors = 0
-    rng = random.Random(7)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
-        customers = [Customer() for _ in range(concurrency)]
-        await asyncio.gather(*(c.get(client, "/cart") for c in customers))
-        cpu_start, start = time.process_time(), time.monotonic()
-        deadline = start + duration_s
-
-        async def shop(customer: Customer) -> None:
-            nonlocal errors
-            while time.monotonic() < deadline:
-                added = await customer.post(client, "/cart/items",
-                                            {"product_id": str(rng.choice(product_ids)), "quantity": "1"}, htmx=True)
-                began = time.monotonic()
-                paid = await customer.post(client, "/checkout/", ADDRESS)
-                if added.status_code == 200 and paid.status_code == 303 and "/sandbox/" in paid.headers["location"]:
-                    timings.append(time.monotonic() - began)
-                else:
-                    errors += 1
-
-        await asyncio.gather(*(shop(c) for c in customers))
-        elapsed, cpu = time.monotonic() - start, time.process_time() - cpu_start
-    return _flow_result(timings, errors, elapsed, cpu)
-
-
-def _flow_result(timings: list[float], errors: int, elapsed: float, cpu: float) -> FlowResult:
-    ms = sorted(t * 1000 for t in timings) or [0.0]
-    p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
-    return FlowResult(len(timings) / elapsed, statistics.median(ms), p99, len(timings), errors, cpu / elapsed)
+def checkout_requests(customers: list[Customer]) -> list[Request]:
+    """Each customer, with a filled cart, presses Pay once (POST /checkout/ with CSRF header)."""
+    body = urlencode(ADDRESS)
+    return [Request("POST", "/checkout/", {**{k.title(): v for k, v in customer.headers().items()},
+                                           "Content-Type": "application/x-www-form-urlencoded"}, body)
+            for customer in customers]
 
 
 def checkout_webhooks(attempts: list[dict[str, Any]], secret: str, count: int, seed: int) -> list[Request]:

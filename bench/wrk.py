@@ -63,7 +63,8 @@ def write_script(path: Path, requests: Sequence[Request]) -> Path:
     """A Lua script that cycles through `requests` (each with its own cookies, body, headers)."""
     lines = ["requests = {"]
     for r in requests:
-        headers = ", ".join(f"[{_lua_string(k)}] = {_lua_string(v)}" for k, v in r.headers.items())
+        # "[ [===[" with spaces: "[[" would open a Lua long string.
+        headers = ", ".join(f"[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in r.headers.items())
         body = _lua_string(r.body) if r.body is not None else "nil"
         lines.append(f"  {{{_lua_string(r.method)}, {_lua_string(r.path)}, {{{headers}}}, {body}}},")
     lines.append("}")
@@ -96,4 +97,6 @@ def run(url: str, duration_s: int, script: Path | None = None, connections: int 
         command += ["-s", str(script)]
     command += [url, "--", str(THREADS)] if script is not None else [url]
     done = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 30, check=True)
+    if done.stderr.strip():  # a script wrk cannot load is reported here, and wrk then sends GET url instead
+        raise RuntimeError(f"wrk: {done.stderr.strip()}")
     return parse(done.stdout)

@@ -1,11 +1,17 @@
 """The benchmark stays runnable: it imports, its ceiling page serves, its wrk parsing holds."""
 from __future__ import annotations
 
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Iterator
 
+import pytest
 from litestar.testing import TestClient
 
-from bench import ceiling, run, wrk
+from bench import ceiling, clients, run, wrk
+from tests.support import require_all
 
 WRK_OUTPUT = """Running 15s test @ http://127.0.0.1:8000/
   2 threads and 32 connections
@@ -46,3 +52,56 @@ def test_lua_script_holds_every_request(tmp_path: Path) -> None:
 def test_quick_mode_is_short() -> None:
     args = run.parse_args(["--quick"])
     assert (args.duration, args.repeats) == (3, 1)
+
+
+@pytest.fixture()
+def recording_server() -> Iterator[tuple[str, list[tuple[str, str, str, str, bytes]]]]:
+    """An HTTP/1.1 server on 127.0.0.1 that answers 204 and records what it was sent."""
+    seen: list[tuple[str, str, str, str, bytes]] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def answer(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            seen.append((self.command, self.path, self.headers.get("cookie", ""),
+                         self.headers.get("x-csrftoken", ""), body))
+            self.send_response(204)
+            self.end_headers()
+
+        do_GET = do_POST = answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+
+
+def test_wrk_sends_the_requests_of_its_script(tmp_path: Path, recording_server) -> None:
+    """A script wrk cannot load makes it send plain GETs of the URL instead: every figure would
+    then measure the home page. The checkout script's POSTs must arrive as written."""
+    if shutil.which("wrk") is None:
+        if require_all():
+            pytest.fail("wrk is not installed")
+        pytest.skip("wrk is not installed")
+    url, seen = recording_server
+    customers = [clients.Customer(cookies={"csrftoken": f"token{n}", "session": f"s{n}"}) for n in range(3)]
+    script = wrk.write_script(tmp_path / "checkout.lua", clients.checkout_requests(customers))
+    result = wrk.run(url, 1, script, connections=2)
+    assert result.requests > 0 and result.errors == 0
+    sent = {(method, path, cookie, token) for method, path, cookie, token, _ in seen}
+    assert sent == {("POST", "/checkout/", f"csrftoken=token{n}; session=s{n}", f"token{n}") for n in range(3)}
+    assert all(b"governorate=hawalli" in body for *_, body in seen)
+
+
+def test_a_script_wrk_cannot_load_is_an_error(tmp_path: Path, recording_server) -> None:
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed")  # the test above fails for it under CI
+    url, seen = recording_server
+    broken = tmp_path / "broken.lua"
+    broken.write_text("requests = {")
+    with pytest.raises(RuntimeError, match="wrk"):
+        wrk.run(url, 1, broken, connections=2)
