@@ -51,22 +51,49 @@ def _default(column: Column) -> Any:
 
 class Insert:
     """INSERT of one whole row, its SQL built once from the table's columns. A column not named
-    takes its Piccolo default, computed per row as `Table(...)` would (timestamps are now)."""
+    takes its Piccolo default, computed per row as `Table(...)` would (timestamps are now).
+    `if_new=True` skips a row that a unique index already holds (`rows` is then empty)."""
 
     __slots__ = ("_columns", "statement")
 
-    def __init__(self, table: type[Table], returning: str = "id") -> None:
+    def __init__(self, table: type[Table], returning: str = "id", if_new: bool = False) -> None:
         # Every column but the primary key, by its name in the database.
         self._columns = {column._meta.db_column_name: column for column in table._meta.non_default_columns}
         names = ", ".join(f'"{name}"' for name in self._columns)
         marks = ", ".join("{}" for _ in self._columns)
+        conflict = " ON CONFLICT DO NOTHING" if if_new else ""
         self.statement = Statement(
-            table, f'INSERT INTO "{table._meta.tablename}" ({names}) VALUES ({marks}) RETURNING {returning}')
+            table, f'INSERT INTO "{table._meta.tablename}" ({names}) VALUES ({marks}){conflict} RETURNING {returning}')
 
-    async def row(self, **values: Any) -> dict[str, Any]:
+    async def rows(self, **values: Any) -> list[dict[str, Any]]:
         unknown = values.keys() - self._columns.keys()
         if unknown:
             raise TypeError(f"no such columns: {', '.join(sorted(unknown))}")
-        rows = await self.statement.rows(*(
+        return await self.statement.rows(*(
             values[name] if name in values else _default(column) for name, column in self._columns.items()))
-        return rows[0]
+
+    async def row(self, **values: Any) -> dict[str, Any]:
+        return (await self.rows(**values))[0]
+
+
+class Update:
+    """UPDATE of one row by id: one statement per set of columns changed together, built on
+    first use (a row's changes come in a handful of shapes)."""
+
+    __slots__ = ("table", "_statements")
+
+    def __init__(self, table: type[Table]) -> None:
+        self.table = table
+        self._statements: dict[tuple[str, ...], Statement] = {}
+
+    async def row(self, row_id: int, values: dict[str, Any]) -> None:
+        names = tuple(values)
+        statement = self._statements.get(names)
+        if statement is None:
+            for name in names:  # only real columns make it into SQL
+                if self.table._meta.get_column_by_name(name)._meta.db_column_name != name:
+                    raise ValueError(f"{name!r} is not a column of {self.table._meta.tablename}")
+            assignments = ", ".join(f'"{name}" = {{}}' for name in names)
+            statement = self._statements[names] = Statement(
+                self.table, f'UPDATE "{self.table._meta.tablename}" SET {assignments} WHERE id = {{}}')
+        await statement.rows(*values.values(), row_id)

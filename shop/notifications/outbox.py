@@ -15,7 +15,8 @@ from urllib.parse import unquote, urlsplit
 
 from shop import i18n
 from shop.notifications.tables import OutboxEmail
-from shop.orders.tables import Order, OrderLine
+from shop.payments.tables import PaymentAttempt
+from shop.sql import Insert, Statement
 
 log = logging.getLogger("shop.email")
 MAX_ATTEMPTS = 5
@@ -38,21 +39,18 @@ def render_receipt(order: dict[str, Any], lines: list[dict[str, Any]], attempt: 
     return subject, body
 
 
-async def queue_receipt(order_id: int, public_url: str = "") -> None:
-    """Queue the receipt once per order (a unique index turns repeats into no-ops)."""
-    from shop.payments.tables import PaymentAttempt
+_RECEIPT = Insert(OutboxEmail, if_new=True)
+# The payment the receipt shows: the latest that took money.
+_PAID_ATTEMPT = Statement(PaymentAttempt, 'SELECT * FROM payment_attempt WHERE "order" = {} AND captured_fils > 0 '
+                                          "ORDER BY number DESC LIMIT 1")
 
-    order = await Order.select().where(Order.id == order_id).first()
-    if order is None:
-        return
-    lines = await OrderLine.select().where(OrderLine.order == order_id).order_by(OrderLine.id)
-    attempt = await PaymentAttempt.select().where(
-        (PaymentAttempt.order == order_id) & (PaymentAttempt.captured_fils > 0)
-    ).order_by(PaymentAttempt.number, ascending=False).first()
+
+async def queue_receipt(order: dict[str, Any], lines: list[dict[str, Any]], public_url: str = "") -> None:
+    """Queue the receipt of `order` (a row, with its lines) once: a unique index on (order, kind)
+    turns repeats into no-ops."""
+    attempt = await _PAID_ATTEMPT.first(order["id"])
     subject, body = render_receipt(order, lines, attempt, public_url)
-    await OutboxEmail.insert(
-        OutboxEmail(order=order_id, kind="receipt", to_address=order["email"], subject=subject, body_text=body)
-    ).on_conflict(action="DO NOTHING")
+    await _RECEIPT.rows(order=order["id"], kind="receipt", to_address=order["email"], subject=subject, body_text=body)
 
 
 def _send_smtp(smtp_url: str, sender: str, email: dict[str, Any]) -> None:

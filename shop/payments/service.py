@@ -38,7 +38,7 @@ from shop.payments.states import (
     settle_order_status,
 )
 from shop.payments.tables import PaymentAttempt, PaymentEvent, Refund
-from shop.sql import Insert, Statement
+from shop.sql import Insert, Statement, Update
 from shop.vendors.splits import SplitError, plan_split, provider_splits
 
 log = logging.getLogger("shop.payments")
@@ -210,20 +210,12 @@ async def _splits(order: dict[str, Any], provider: Provider) -> tuple[VendorSpli
 
 
 _ATTEMPT = Insert(PaymentAttempt, returning="*")
-# One UPDATE per set of columns changed together, built on first use.
-_ATTEMPT_UPDATES: dict[tuple[str, ...], Statement] = {}
+_ATTEMPT_UPDATE = Update(PaymentAttempt)
+_ORDER_UPDATE = Update(Order)
 
 
 async def _update_attempt(attempt_id: int, values: dict[str, Any]) -> None:
-    names = tuple(values)
-    statement = _ATTEMPT_UPDATES.get(names)
-    if statement is None:
-        for name in names:
-            PaymentAttempt._meta.get_column_by_name(name)  # only real columns make it into SQL
-        assignments = "".join(f'"{name}" = {{}}, ' for name in names)
-        statement = _ATTEMPT_UPDATES[names] = Statement(
-            PaymentAttempt, f"UPDATE payment_attempt SET {assignments}updated_at = {{}} WHERE id = {{}}")
-    await statement.rows(*values.values(), utcnow(), attempt_id)
+    await _ATTEMPT_UPDATE.row(attempt_id, {**values, "updated_at": utcnow()})
 
 
 async def _after_payment_move(attempt: dict[str, Any], payment_status: PaymentStatus) -> None:
@@ -282,12 +274,17 @@ async def apply_observation(
         raise
 
 
+_ATTEMPT_BY_ID = Statement(PaymentAttempt, "SELECT * FROM payment_attempt WHERE id = {}")
+# SQLite has one writer at a time: the write transaction already holds the whole database.
+_LOCK_ATTEMPT = Statement(PaymentAttempt, "SELECT * FROM payment_attempt WHERE id = {} FOR UPDATE")
+_EVENT_SEEN = Statement(PaymentEvent, "SELECT 1 AS seen FROM payment_event WHERE provider = {} AND provider_event_id = {}")
+
+
 async def lock_attempt(attempt_id: int) -> dict[str, Any] | None:
-    query = PaymentAttempt.select().where(PaymentAttempt.id == attempt_id)
     if is_postgres(PaymentAttempt._meta.db):
         # Every observation of one attempt queues here, so checks below see committed events.
-        query = query.lock_rows()
-    return await query.first()
+        return await _LOCK_ATTEMPT.first(attempt_id)
+    return await _ATTEMPT_BY_ID.first(attempt_id)
 
 
 async def _apply(attempt_id: int, obs: Observation, kind: str, signature_ok: bool | None) -> Applied:
@@ -297,10 +294,7 @@ async def _apply(attempt_id: int, obs: Observation, kind: str, signature_ok: boo
     provider = attempt["provider"]
     before = attempt["status"]
     if obs.event_id:
-        seen = await PaymentEvent.exists().where(
-            (PaymentEvent.provider == provider) & (PaymentEvent.provider_event_id == obs.event_id)
-        )
-        if seen:
+        if await _EVENT_SEEN.first(provider, obs.event_id):
             return Applied(attempt_id, duplicate=True, status_before=before, status_after=before)
 
     def event(status_after: str, note: str = "") -> Any:
@@ -390,47 +384,48 @@ async def _flag_order(order_id: int, reason: str) -> None:
                         Order.updated_at: utcnow()}).where(Order.id == order_id)
 
 
+_ORDER_BY_ID = Statement(Order, "SELECT * FROM shop_order WHERE id = {}")
+_ORDER_LINES = Statement(OrderLine, 'SELECT * FROM order_line WHERE "order" = {} ORDER BY id')
+_OTHER_CAPTURES = Statement(PaymentAttempt, 'SELECT count(*) AS n FROM payment_attempt WHERE "order" = {} AND id <> {} '
+                            f"AND status IN ({', '.join('{}' for _ in CAPTURED_PAYMENT)})")
+
+
 async def _move_order(attempt: dict[str, Any], payment: PaymentStatus) -> None:
     """Carry a payment move to its order: state, stock (exactly once), receipt email."""
-    order = await Order.select().where(Order.id == attempt["order"]).first()
+    order = await _ORDER_BY_ID.first(attempt["order"])
     assert order is not None
-    latest = await PaymentAttempt.select(PaymentAttempt.id).where(
-        PaymentAttempt.order == order["id"]
-    ).order_by(PaymentAttempt.number, ascending=False).first()
+    latest = await _LATEST_ATTEMPT.first(order["id"])
     is_latest = latest is not None and latest["id"] == attempt["id"]
     if payment in FAILED_PAYMENT and not is_latest:
         return  # an older attempt failing after a retry says nothing about the order
     current = OrderStatus(order["status"])
     if payment == PaymentStatus.CAPTURED:
-        others = await PaymentAttempt.count().where(
-            (PaymentAttempt.order == order["id"]) & (PaymentAttempt.id != attempt["id"])
-            & PaymentAttempt.status.is_in([s.value for s in CAPTURED_PAYMENT])
-        )
-        if others:
+        others = await _OTHER_CAPTURES.first(order["id"], attempt["id"], *(s.value for s in CAPTURED_PAYMENT))
+        if others and others["n"]:
             await _flag_order(order["id"], "paid more than once: refund the extra payment")
     path = settle_order_status(current, payment)
     new = path[-1] if path else current
-    values: dict[Any, Any] = {}
-    lines = await OrderLine.select(OrderLine.product, OrderLine.quantity).where(OrderLine.order == order["id"])
+    values: dict[str, Any] = {}
+    lines = await _ORDER_LINES.rows(order["id"])
     if OrderStatus.PAID in path:
-        values[Order.paid_at] = utcnow()
+        values["paid_at"] = utcnow()
         if order["stock_state"] == "reserved":
             await stock.sell_reserved(lines)
-            values[Order.stock_state] = "sold"
+            values["stock_state"] = "sold"
         elif order["stock_state"] == "released":
             short = await stock.sell_unreserved(lines)
-            values[Order.stock_state] = "short" if short else "sold"
+            values["stock_state"] = "short" if short else "sold"
             if short:
                 await _flag_order(order["id"], "captured after the order expired; stock no longer available")
-        await queue_receipt(order["id"])
+        await queue_receipt(order, lines)
     elif new in (OrderStatus.PAYMENT_FAILED, OrderStatus.EXPIRED, OrderStatus.CANCELLED) and order["stock_state"] == "reserved":
         await stock.release(lines)
-        values[Order.stock_state] = "released"
+        values["stock_state"] = "released"
     if new != current:
-        values[Order.status] = new.value
+        values["status"] = new.value
     if values:
-        values[Order.updated_at] = utcnow()
-        await Order.update(values).where(Order.id == order["id"])
+        values["updated_at"] = utcnow()
+        await _ORDER_UPDATE.row(order["id"], values)
 
 
 async def _apply_refund(attempt: dict[str, Any], obs: Observation) -> str:
@@ -459,15 +454,18 @@ async def _apply_refund(attempt: dict[str, Any], obs: Observation) -> str:
     return await _settle_refunds(attempt["id"])
 
 
+_REFUNDS_OF_ATTEMPT = Statement(Refund, "SELECT amount_fils, status FROM refund WHERE attempt = {}")
+
+
 async def _settle_refunds(attempt_id: int) -> str:
     """Derive a captured attempt's state from its refunds' money. Before the capture is known
     (a refund reported first, out of order) nothing moves: the capture settles it later."""
-    attempt = await PaymentAttempt.select().where(PaymentAttempt.id == attempt_id).first()
+    attempt = await _ATTEMPT_BY_ID.first(attempt_id)
     assert attempt is not None
     current = PaymentStatus(attempt["status"])
     if current not in CAPTURED_PAYMENT:
         return current.value
-    refunds = await Refund.select(Refund.amount_fils, Refund.status).where(Refund.attempt == attempt_id)
+    refunds = await _REFUNDS_OF_ATTEMPT.rows(attempt_id)
     refunded = sum(r["amount_fils"] for r in refunds if r["status"] == "succeeded")
     pending = any(r["status"] in ("requested", "pending") for r in refunds)
     new = refund_state(attempt["captured_fils"], refunded, pending)
