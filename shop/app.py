@@ -11,7 +11,6 @@ from litestar import Litestar, Router
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import CacheControlHeader, State
 from litestar.middleware import DefineMiddleware
-from litestar.middleware.session.client_side import CookieBackendConfig
 from litestar.plugins import PluginProtocol
 from litestar.plugins.core import MsgspecDIPlugin
 from litestar.plugins.htmx import HTMXPlugin
@@ -37,6 +36,7 @@ from shop.staff.guards import StaffLoginRequired, login_redirect, staff_guard
 from shop.web.errors import EXCEPTION_HANDLERS
 from shop.web.health import healthz
 from shop.web.request import ShopRequest
+from shop.web.sessions import RenewingCookieConfig
 from shop.web.middleware import (LanguageMiddleware, RequestLimitsMiddleware, StrictCSRFMiddleware,
                                  security_headers_hook, servable_file)
 from shop.web.templating import template_config
@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         if isinstance(engine, PostgresEngine) and settings.db_pool_size > 0:
             await engine.close_connection_pool()
 
-    sessions = CookieBackendConfig(
+    sessions = RenewingCookieConfig(
         secret=_derived_key(settings.secret_key, "session"),
         key="session",
         max_age=SESSION_MAX_AGE_S,
