@@ -53,7 +53,8 @@ def _rendered_once(context: Context, store: dict[Hashable, str], *key: Hashable,
     if html is None:
         html = str(caller())
         if not token:
-            return Markup(html)
+            return Markup(html.replace(CSRF_PLACEHOLDER, ""))
+        # Macros that know no context write the placeholder; others wrote the token itself.
         html = store[entry] = html.replace(token, CSRF_PLACEHOLDER)
     return Markup(html.replace(CSRF_PLACEHOLDER, token))
 
@@ -120,6 +121,7 @@ def build_environment(language: str = i18n.DEFAULT_LANGUAGE) -> Environment:
         image_url=image_url,
         kuwait_time=kuwait_time_text,
         rendered_once=_rendered_once,
+        csrf_placeholder=CSRF_PLACEHOLDER,
     )
     return env
 
