@@ -22,20 +22,28 @@ from shop.sql import Statement
 
 T = TypeVar("T")
 MAX_ENTRIES = 2048  # bounded: keys include customers' search words and page numbers
-MAX_FRAGMENTS = 256  # rendered HTML, up to tens of kB each (a grid of 24 cards)
+# Rendered HTML is bounded by its length, not by count: a grid of 24 cards is 25,000
+# characters and a product's details 1,200, so a whole catalogue's product pages fit where a
+# count sized for grids held a tenth of them.
+MAX_FRAGMENT_CHARS = 6_000_000
 
 
 class FragmentStore(OrderedDict[Hashable, str]):
-    """Rendered HTML by key, the oldest dropped beyond `max_entries` (search words are keys)."""
+    """Rendered HTML by key, the oldest dropped while the total passes `max_chars` (search
+    words are keys, so the bound matters)."""
 
-    def __init__(self, max_entries: int = MAX_FRAGMENTS) -> None:
+    def __init__(self, max_chars: int = MAX_FRAGMENT_CHARS) -> None:
         super().__init__()
-        self.max_entries = max_entries
+        self.max_chars = max_chars
+        self.chars = 0
 
     def __setitem__(self, key: Hashable, html: str) -> None:
+        if key in self:
+            self.chars -= len(self[key])
         super().__setitem__(key, html)
-        if len(self) > self.max_entries:
-            self.popitem(last=False)
+        self.chars += len(html)
+        while self.chars > self.max_chars and len(self) > 1:
+            self.chars -= len(self.popitem(last=False)[1])
 
 
 class CatalogueCache:

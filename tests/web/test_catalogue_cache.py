@@ -109,11 +109,27 @@ def test_a_cached_product_page_is_rendered_per_language(client, changed_product)
 
 
 def test_kept_fragments_are_bounded_whatever_customers_search_for() -> None:
-    from shop.catalog.cache import MAX_FRAGMENTS, CatalogueCache
+    from shop.catalog.cache import MAX_FRAGMENT_CHARS, CatalogueCache
 
     fragments = CatalogueCache().fragments(1)
-    for n in range(MAX_FRAGMENTS + 50):
-        fragments[("en", "grid", f"search words {n}")] = "<div>...</div>"
-    assert len(fragments) == MAX_FRAGMENTS
+    grid = "<div>" + "x" * 24_990 + "</div>"  # a grid of 24 cards is about this long
+    searches = MAX_FRAGMENT_CHARS // len(grid) + 50
+    for n in range(searches):
+        fragments[("en", "grid", f"search words {n}")] = grid
+    assert fragments.chars <= MAX_FRAGMENT_CHARS
+    assert sum(len(html) for html in fragments.values()) == fragments.chars
     assert ("en", "grid", "search words 0") not in fragments
-    assert ("en", "grid", f"search words {MAX_FRAGMENTS + 49}") in fragments
+    assert ("en", "grid", f"search words {searches - 1}") in fragments
+
+
+def test_a_whole_catalogues_product_details_fit_beside_the_grids() -> None:
+    from shop.catalog.cache import CatalogueCache
+
+    fragments = CatalogueCache().fragments(1)
+    for page in range(100):
+        fragments[("en", "grid", "", "", page)] = "g" * 25_000
+    for n in range(2_000):
+        fragments[("en", "product", f"product-{n}")] = "p" * 1_200
+    assert all(("en", "product", f"product-{n}") in fragments for n in range(2_000))
+    fragments[("en", "product", "product-0")] = "p" * 1_000  # replaced, not counted twice
+    assert sum(len(html) for html in fragments.values()) == fragments.chars
