@@ -128,3 +128,15 @@ def test_healthz_reports_the_database(client) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "database": "ok"}
+
+
+def test_the_remembered_language_is_read_among_other_cookies_and_junk(client) -> None:
+    from shop import i18n
+
+    for header in (f"csrftoken=abc; {i18n.LANGUAGE_COOKIE}=ar; session=x==",
+                   f'{i18n.LANGUAGE_COOKIE}="ar"', f"junk; ;=; {i18n.LANGUAGE_COOKIE}=ar"):
+        page = client.get("/", headers={"cookie": header})
+        assert page.status_code == 200 and 'dir="rtl"' in page.text, header
+    for header in (f"{i18n.LANGUAGE_COOKIE}=xx", f"not{i18n.LANGUAGE_COOKIE}=ar", "\x7f;;==;"):
+        page = client.get("/", headers={"cookie": header})
+        assert page.status_code == 200 and 'dir="ltr"' in page.text, header
