@@ -276,7 +276,7 @@ async def apply_observation(
 
 _ATTEMPT_BY_ID = Statement(PaymentAttempt, "SELECT * FROM payment_attempt WHERE id = {}")
 # SQLite has one writer at a time: the write transaction already holds the whole database.
-_LOCK_ATTEMPT = Statement(PaymentAttempt, "SELECT * FROM payment_attempt WHERE id = {} FOR UPDATE")
+_LOCK_ATTEMPT = Statement(PaymentAttempt, _ATTEMPT_BY_ID.template + " FOR UPDATE")
 _EVENT_SEEN = Statement(PaymentEvent, "SELECT 1 AS seen FROM payment_event WHERE provider = {} AND provider_event_id = {}")
 
 
@@ -380,8 +380,8 @@ async def _flag_order(order_id: int, reason: str) -> None:
     reasons = [r for r in (order or {}).get("attention_reason", "").split("\n") if r]
     if reason not in reasons:
         reasons.append(reason)
-    await Order.update({Order.needs_attention: True, Order.attention_reason: "\n".join(reasons)[-2000:],
-                        Order.updated_at: utcnow()}).where(Order.id == order_id)
+    await _ORDER_UPDATE.row(order_id, {"needs_attention": True, "attention_reason": "\n".join(reasons)[-2000:],
+                                       "updated_at": utcnow()})
 
 
 _ORDER_BY_ID = Statement(Order, "SELECT * FROM shop_order WHERE id = {}")
