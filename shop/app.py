@@ -39,7 +39,7 @@ from shop.web.request import ShopRequest
 from shop.web.sessions import RenewingCookieConfig
 from shop.web.middleware import (LanguageMiddleware, RequestLimitsMiddleware, StrictCSRFMiddleware,
                                  security_headers_hook, servable_file)
-from shop.web.templating import template_config
+from shop.web.templating import compile_storefront_templates, template_config
 
 SESSION_MAX_AGE_S = 14 * 24 * 3600
 STATIC_MAX_AGE_S = 24 * 3600
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     bind_tables(engine, TABLES)
 
     async def start(app: Litestar) -> None:
+        compile_storefront_templates()
         await prepare_sqlite(engine)
         if isinstance(engine, PostgresEngine) and settings.db_pool_size > 0:
             await start_pool(engine, settings.db_pool_size)

@@ -1,8 +1,10 @@
+import random
 from decimal import Decimal
 
 import pytest
 
-from shop.money import fils_to_decimal, fils_to_str, format_kwd, parse_kwd
+from shop import money
+from shop.money import _babel_kwd, fils_to_decimal, fils_to_str, format_kwd, parse_kwd
 
 
 @pytest.mark.parametrize(
@@ -31,3 +33,24 @@ def test_display_in_english_and_arabic() -> None:
     assert format_kwd(1234500, "en") == "KWD 1,234.500"
     arabic = format_kwd(12500, "ar")
     assert "د.ك" in arabic and "12.500" in arabic
+
+
+@pytest.mark.parametrize("language", ["en", "ar"])
+def test_display_repeats_babel_for_every_amount(language: str) -> None:
+    """Prices are formatted by the locale's pattern read once off Babel: the text must be Babel's
+    own for any amount, negative, zero, small and past the billions."""
+    rng = random.Random(7)
+    amounts = [0, 1, 999, 1000, 1001, 999_999, 1_000_000, *(rng.randrange(-10**8, 10**12) for _ in range(3000))]
+    for fils in amounts:
+        assert format_kwd.__wrapped__(fils, language) == _babel_kwd(fils_to_decimal(fils), language), fils
+
+
+def test_a_pattern_that_cannot_be_repeated_falls_back_to_babel(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A locale writing other digits (or grouping otherwise) is formatted by Babel every time.
+    monkeypatch.setattr("shop.money._babel_kwd", lambda amount, locale: f"{amount}".translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")))
+    money._kwd_shape.cache_clear()
+    try:
+        assert money._kwd_shape("ar") is None
+        assert format_kwd.__wrapped__(12500, "ar") == "١٢.٥٠٠"
+    finally:
+        money._kwd_shape.cache_clear()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from shop import i18n
-from shop.web.templating import environment_for
+from shop.web.templating import compile_storefront_templates, environment_for
 
 
 def render(language: str, source: str, **context: object) -> str:
@@ -51,3 +51,15 @@ def test_other_calls_are_left_to_run_at_render_time(source: str, expected: str) 
             return f"method:{text}"
 
     assert render("ar", source, x=Holder(), name="Cart") == expected
+
+
+def test_storefront_templates_are_compiled_before_the_first_customer(monkeypatch: pytest.MonkeyPatch) -> None:
+    environment_for.cache_clear()  # new environments: nothing compiled by earlier tests
+    compile_storefront_templates()
+    # Nothing is read from disk again: every storefront page's template is already compiled.
+    for language in i18n.LANGUAGES:
+        environment = environment_for(language)
+        monkeypatch.setattr(environment.loader, "get_source", lambda *a: pytest.fail(f"{a[1]} compiled late"))
+        for name in ("catalog/list.html", "catalog/product.html", "cart/cart.html", "checkout/checkout.html",
+                     "orders/order.html", "errors/error.html", "layout.html"):
+            assert environment.get_template(name).render is not None

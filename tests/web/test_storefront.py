@@ -79,6 +79,18 @@ def test_category_filter(client) -> None:
     }
 
 
+def test_search_within_a_category_finds_only_that_categorys_matches(client) -> None:
+    word = "set"
+    categories = {p["category"] for p in demo_data.PRODUCTS if word in p["name_en"].lower().split()}
+    assert len(categories) > 1
+    for category in categories:
+        response = client.get("/products", params={"q": word, "category": category})
+        assert response.status_code == 200
+        assert set(product_slugs(response.text)) == {
+            p["slug"] for p in demo_data.PRODUCTS if p["category"] == category and word in p["name_en"].lower()
+        }, category
+
+
 def test_htmx_search_returns_only_the_results_fragment(client) -> None:
     response = client.get("/products", params={"q": "oud"}, headers={"HX-Request": "true"})
     assert response.status_code == 200
