@@ -19,31 +19,10 @@ from shop.cart.services import ITEM_COUNT_SQL
 from shop.cart.tables import CartLine
 from shop.db import is_postgres
 from shop.sql import Statement
+from shop.web.page_cache import PageStore
 
 T = TypeVar("T")
-MAX_ENTRIES = 2048  # bounded: keys include customers' search words and page numbers
-# Rendered HTML is bounded by its length, not by count: a grid of 24 cards is 25,000
-# characters and a product's details 1,200, so a whole catalogue's product pages fit where a
-# count sized for grids held a tenth of them.
-MAX_FRAGMENT_CHARS = 6_000_000
-
-
-class FragmentStore(OrderedDict[Hashable, str]):
-    """Rendered HTML by key, the oldest dropped while the total passes `max_chars` (search
-    words are keys, so the bound matters)."""
-
-    def __init__(self, max_chars: int = MAX_FRAGMENT_CHARS) -> None:
-        super().__init__()
-        self.max_chars = max_chars
-        self.chars = 0
-
-    def __setitem__(self, key: Hashable, html: str) -> None:
-        if key in self:
-            self.chars -= len(self[key])
-        super().__setitem__(key, html)
-        self.chars += len(html)
-        while self.chars > self.max_chars and len(self) > 1:
-            self.chars -= len(self.popitem(last=False)[1])
+MAX_ENTRIES = 64  # the few reads kept beside the pages (categories, featured products)
 
 
 class CatalogueCache:
@@ -51,20 +30,19 @@ class CatalogueCache:
         self.max_entries = max_entries
         self._version: int | None = None
         self._entries: OrderedDict[Hashable, object] = OrderedDict()
-        self._fragments = FragmentStore()
+        self._pages = PageStore()
 
     def _see(self, version: int) -> None:
         if version != self._version:
             self._entries.clear()
-            # A new store: a request still rendering from the older version writes into the old one.
-            self._fragments = FragmentStore()
+            # A new store: a request still rendering from the older version keeps into the old one.
+            self._pages = PageStore()
             self._version = version
 
-    def fragments(self, version: int) -> FragmentStore:
-        """A store for HTML rendered from the catalogue at `version` (templates' rendered_once),
-        emptied whenever the catalogue changes."""
+    def pages(self, version: int) -> PageStore:
+        """The pages rendered from the catalogue at `version`, emptied whenever it changes."""
         self._see(version)
-        return self._fragments
+        return self._pages
 
     async def get(self, version: int, key: Hashable, compute: Callable[[], Awaitable[T]]) -> T:
         """The value for `key` at catalogue `version`, computed (and kept) when missing."""

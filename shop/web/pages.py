@@ -56,6 +56,11 @@ def flash(request: Request, message: str, kind: str = "info") -> None:
     request.session[FLASH_SESSION_KEY] = messages[-3:]
 
 
+def has_flashes(request: Request) -> bool:
+    session = request.scope.get("session")
+    return bool(session) and bool(session.get(FLASH_SESSION_KEY))  # type: ignore[union-attr]
+
+
 def take_flashes(request: Request) -> list[dict[str, str]]:
     if request.scope.get("session") and FLASH_SESSION_KEY in request.session:
         return list(request.session.pop(FLASH_SESSION_KEY) or [])

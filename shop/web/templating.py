@@ -2,18 +2,15 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Any, Hashable, Iterator
+from typing import Any, Iterator
 from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, Template, TemplateNotFound, pass_context, select_autoescape
 from jinja2.ext import Extension
 from jinja2.lexer import Token, TokenStream
-from jinja2.runtime import Context
 from litestar.exceptions import TemplateNotFoundException
 from litestar.plugins.jinja import JinjaTemplateEngine
-from litestar.template.base import csrf_token
 from litestar.template.config import TemplateConfig
-from markupsafe import Markup
 
 from shop import i18n
 from shop.catalog.images import image_url
@@ -38,25 +35,9 @@ def _query(base: dict[str, object] | None = None, **changes: object) -> str:
     return urlencode({k: v for k, v in merged.items() if v not in (None, "")})
 
 
+# Written where a customer's CSRF token goes by templates that know no request (the product
+# macros); the page cache (shop/web/page_cache.py) puts each customer's own in its place.
 CSRF_PLACEHOLDER = "\x00csrf\x00"
-
-
-@pass_context
-def _rendered_once(context: Context, store: dict[Hashable, str], *key: Hashable, caller) -> Markup:  # type: ignore[no-untyped-def]
-    """`{% call rendered_once(store, key...) %}...{% endcall %}`: the block's HTML, rendered once
-    per language and key into `store` (which must live exactly as long as the data the block
-    shows: the catalogue cache's fragments). The customer's own CSRF token, the one
-    per-customer thing in a product grid, is put back in."""
-    token = csrf_token(context)
-    entry = (i18n.current_language.get(), *key)
-    html = store.get(entry)
-    if html is None:
-        html = str(caller())
-        if not token:
-            return Markup(html.replace(CSRF_PLACEHOLDER, ""))
-        # Macros that know no context write the placeholder; others wrote the token itself.
-        html = store[entry] = html.replace(token, CSRF_PLACEHOLDER)
-    return Markup(html.replace(CSRF_PLACEHOLDER, token))
 
 
 class FixedTextTranslation(Extension):
@@ -120,7 +101,6 @@ def build_environment(language: str = i18n.DEFAULT_LANGUAGE) -> Environment:
         htmx_file=HTMX_FILE,
         image_url=image_url,
         kuwait_time=kuwait_time_text,
-        rendered_once=_rendered_once,
         csrf_placeholder=CSRF_PLACEHOLDER,
     )
     return env

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from typing import Iterator
 
 import pytest
@@ -9,8 +10,11 @@ from litestar.testing import TestClient
 from markupsafe import escape
 
 from shop.app import create_app
+from shop.catalog.cache import CatalogueCache
 from shop.catalog.tables import Category, Product
 from shop.money import format_kwd
+from shop.web.page_cache import PageStore
+from tests.support import post_form
 from tests.web.conftest import run, sellable
 
 CSRF_FIELD = re.compile(r'name="_csrf_token" value="([^"]+)"')
@@ -55,7 +59,7 @@ def test_a_withdrawn_category_leaves_the_cached_pages(client) -> None:
     assert client.get(path).status_code == 200
 
 
-def test_each_customer_gets_their_own_csrf_token_in_a_cached_grid(settings) -> None:
+def test_each_customer_gets_their_own_csrf_token_in_a_kept_page(settings) -> None:
     app = create_app(settings)
     tokens = []
     with TestClient(app=app, base_url="http://127.0.0.1:8000") as first, \
@@ -67,6 +71,33 @@ def test_each_customer_gets_their_own_csrf_token_in_a_cached_grid(settings) -> N
             tokens.append(found.pop())
             assert "\x00" not in page.text
     assert tokens[0] != tokens[1] and tokens[0] == tokens[2]
+
+
+def _badge(html: str) -> tuple[int, str]:
+    match = re.search(r'id="cart-badge"[^>]*data-count="(\d+)"[^>]*aria-label="([^"]*)"', html)
+    assert match, "the cart badge is on the page"
+    return int(match.group(1)), match.group(2)
+
+
+def test_a_kept_page_shows_each_customer_their_own_cart_badge_token_and_message(settings, product) -> None:
+    app = create_app(settings)
+    path = f"/products/{product['slug']}"
+    added = f"Added {product['name_en']} to your cart."
+    with TestClient(app=app, base_url="http://127.0.0.1:8000") as first, \
+            TestClient(app=app, base_url="http://127.0.0.1:8000") as second:
+        assert _badge(first.get(path).text) == (0, "0 items")  # now kept
+        assert post_form(first, "/cart/items", {"product_id": str(product["id"]), "quantity": "2"}).status_code == 303
+        # The message waiting for the first customer is shown to them, on a page of their own.
+        page = first.get(path).text
+        assert added in page and _badge(page) == (2, "2 items")
+        for client, count in ((second, 0), (first, 2)):
+            page = client.get(path).text
+            assert added not in page and _badge(page)[0] == count
+            # The same token in the page's htmx headers and its form: this customer's.
+            header_token = re.search(r'"x-csrftoken": "([^"]+)"', page).group(1)
+            assert set(CSRF_FIELD.findall(page)) == {header_token} == {client.cookies.get("csrftoken")}
+        count, label = _badge(first.get(path + "?lang=ar").text)
+        assert count == 2 and label != "2 items" and "\x00" not in label
 
 
 def test_a_cached_grid_is_rendered_per_language(client) -> None:
@@ -108,28 +139,42 @@ def test_a_cached_product_page_is_rendered_per_language(client, changed_product)
     assert "Add to cart" in english and "Add to cart" not in arabic
 
 
-def test_kept_fragments_are_bounded_whatever_customers_search_for() -> None:
-    from shop.catalog.cache import MAX_FRAGMENT_CHARS, CatalogueCache
+def test_kept_pages_are_bounded_whatever_customers_search_for() -> None:
+    from shop.web.page_cache import MAX_PAGE_BYTES
 
-    fragments = CatalogueCache().fragments(1)
-    grid = "<div>" + "x" * 24_990 + "</div>"  # a grid of 24 cards is about this long
-    searches = MAX_FRAGMENT_CHARS // len(grid) + 50
+    pages = CatalogueCache().pages(1)
+    page = "<html>" + "x" * 27_000 + "</html>"  # a list page of 24 cards is about this long
+    searches = MAX_PAGE_BYTES // len(page) + 50
     for n in range(searches):
-        fragments[("en", "grid", f"search words {n}")] = grid
-    assert fragments.chars <= MAX_FRAGMENT_CHARS
-    assert sum(len(html) for html in fragments.values()) == fragments.chars
-    assert ("en", "grid", "search words 0") not in fragments
-    assert ("en", "grid", f"search words {searches - 1}") in fragments
+        pages.put(("en", "catalog/list.html", "/products", f"q=words+{n}".encode()), page)
+    assert pages.bytes <= MAX_PAGE_BYTES
+    assert ("en", "catalog/list.html", "/products", b"q=words+0") not in pages
+    assert ("en", "catalog/list.html", "/products", f"q=words+{searches - 1}".encode()) in pages
 
 
-def test_a_whole_catalogues_product_details_fit_beside_the_grids() -> None:
-    from shop.catalog.cache import CatalogueCache
+def test_the_pages_customers_keep_visiting_stay_while_others_go() -> None:
+    pages = PageStore(max_bytes=10 * sys.getsizeof("p" * 1_000))
+    pages.put("home", "p" * 1_000)
+    for n in range(30):
+        pages.put(f"product-{n}", "p" * 1_000)
+        assert pages.get("home") is not None  # visited again each time: used most recently
+    assert "product-0" not in pages and "product-29" in pages and len(pages) == 10
+    pages.put("home", "h" * 500)  # replaced, not counted twice
+    assert pages.bytes == sum(sys.getsizeof(pages.get(key)) for key in ["home", *(f"product-{n}" for n in range(21, 30))])
 
-    fragments = CatalogueCache().fragments(1)
-    for page in range(100):
-        fragments[("en", "grid", "", "", page)] = "g" * 25_000
+
+def test_a_whole_catalogues_pages_fit_in_one_language() -> None:
+    pages = CatalogueCache().pages(1)
+    for page in range(85):
+        pages.put(("en", "catalog/list.html", "/products", f"page={page}".encode()), "g" * 27_300)
     for n in range(2_000):
-        fragments[("en", "product", f"product-{n}")] = "p" * 1_200
-    assert all(("en", "product", f"product-{n}") in fragments for n in range(2_000))
-    fragments[("en", "product", "product-0")] = "p" * 1_000  # replaced, not counted twice
-    assert sum(len(html) for html in fragments.values()) == fragments.chars
+        pages.put(("en", "catalog/product.html", f"/products/product-{n}", b""), "p" * 3_400)
+    assert len(pages) == 2_085
+
+
+def test_arabic_pages_are_counted_by_the_memory_they_take() -> None:
+    pages = PageStore()
+    pages.put("en", "a" * 10_000)
+    english = pages.bytes
+    pages.put("ar", "ع" * 10_000)
+    assert pages.bytes - english > 1.9 * english

@@ -1,0 +1,104 @@
+"""Whole catalogue pages, rendered once and kept for as long as the data they show.
+
+A catalogue page (home, list, search, product) is the same for every customer but for two
+things: the customer's CSRF token (in the page's htmx headers and each add-to-cart form) and the
+cart badge. A page is rendered with a slot for each, kept under (language, template, path,
+query), and each request fills the slots with its own token and badge: no Jinja at all. A page
+showing a flash message is that customer's alone and is never kept.
+
+The store belongs to one catalogue version (`CatalogueCache.pages`), so a change to a price,
+stock level or category starts an empty one, as the rows the pages came from are replaced."""
+from __future__ import annotations
+
+import sys
+from collections import OrderedDict
+from functools import lru_cache
+from typing import Any, Hashable
+
+from litestar import Request, Response
+from litestar.enums import MediaType
+from litestar.utils.scope.state import ScopeState
+from markupsafe import Markup
+
+from shop import i18n
+from shop.web.templating import CSRF_PLACEHOLDER, environment_for
+
+CART_BADGE_SLOT = "\x00cart-badge\x00"
+# A whole catalogue's pages in one language (2,000 product pages of 3.4 kB, 85 list pages of
+# 27 kB) is about 10 MB; Arabic text takes two bytes a character. Past the budget, the pages
+# used least recently go first: search words are keys, so the bound matters.
+MAX_PAGE_BYTES = 12 * 2**20
+
+
+class PageStore:
+    """Rendered pages by key, bounded by the memory their text takes."""
+
+    def __init__(self, max_bytes: int = MAX_PAGE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._pages: OrderedDict[Hashable, str] = OrderedDict()
+
+    def get(self, key: Hashable) -> str | None:
+        html = self._pages.get(key)
+        if html is not None:
+            self._pages.move_to_end(key)
+        return html
+
+    def put(self, key: Hashable, html: str) -> None:
+        if key in self._pages:
+            self.bytes -= sys.getsizeof(self._pages.pop(key))
+        self._pages[key] = html
+        self.bytes += sys.getsizeof(html)  # 1, 2 or 4 bytes a character, as the text is held
+        while self.bytes > self.max_bytes and len(self._pages) > 1:
+            self.bytes -= sys.getsizeof(self._pages.popitem(last=False)[1])
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._pages
+
+    def __len__(self) -> int:
+        return len(self._pages)
+
+
+def _key(request: Request, template_name: str) -> tuple[str, str, str, bytes]:
+    scope = request.scope
+    return (i18n.current_language.get(), template_name, scope["path"], scope.get("query_string", b""))
+
+
+def _csrf_token(request: Request) -> str:
+    return ScopeState.from_scope(request.scope).csrf_token or ""  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=256)
+def cart_badge(language: str, count: int) -> str:
+    return environment_for(language).get_template("_partials/_cart_badge.html").render(cart_count=count)
+
+
+def _filled(html: str, token: str, cart_count: int) -> Response[str]:
+    html = html.replace(CSRF_PLACEHOLDER, token)
+    if CART_BADGE_SLOT in html:
+        html = html.replace(CART_BADGE_SLOT, cart_badge(i18n.current_language.get(), cart_count))
+    return Response(html, media_type=MediaType.HTML)
+
+
+def kept_page(request: Request, store: PageStore, template_name: str, cart_count: int) -> Response[str] | None:
+    """The page kept for this request, filled for this customer; None if there is none. (A
+    customer with a flash message waiting gets a page rendered for them: `render_page`.)"""
+    token = _csrf_token(request)
+    if not token:
+        return None
+    html = store.get(_key(request, template_name))
+    return None if html is None else _filled(html, token, cart_count)
+
+
+def render_page(request: Request, store: PageStore, template_name: str, context: dict[str, Any]) -> Response[str]:
+    """Renders the page with its slots, keeps it unless it is this customer's alone (a flash
+    message), and fills it for this customer."""
+    token = _csrf_token(request)
+    template = request.app.template_engine.get_template(template_name)  # type: ignore[union-attr]
+    html = template.render(**context, request=request, cart_badge_slot=Markup(CART_BADGE_SLOT))
+    if token:
+        # Macros that know no context write the placeholder; the layout wrote the token itself.
+        html = html.replace(token, CSRF_PLACEHOLDER)
+        if not context.get("flashes"):
+            store.put(_key(request, template_name), html)
+    return _filled(html, token, int(context.get("cart_count") or 0))
