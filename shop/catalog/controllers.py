@@ -15,7 +15,7 @@ from shop.web.pages import app_settings, cart_token, catalogue_cache, has_flashe
 PageData = Callable[[CatalogueCache, int], Awaitable[dict[str, Any]]]
 
 
-async def catalogue_page(request: Request, template_name: str, page_data: PageData) -> Response[str]:
+async def catalogue_page(request: Request, template_name: str, page_data: PageData) -> Response[bytes]:
     """The page as kept for this catalogue version, or rendered from `page_data(cache, version)`
     (which raises NotFoundException for what does not exist) and kept."""
     version, cart_count = await version_and_cart_count(cart_token(request))
@@ -29,7 +29,7 @@ async def catalogue_page(request: Request, template_name: str, page_data: PageDa
 
 class CatalogController(Controller):
     @get("/", name="home")
-    async def home(self, request: Request) -> Response[str]:
+    async def home(self, request: Request) -> Response[bytes]:
         async def home_data(cache: CatalogueCache, version: int) -> dict[str, Any]:
             return {
                 "featured": await cache.get(version, "featured", services.featured_products),
@@ -45,7 +45,7 @@ class CatalogController(Controller):
         q: Annotated[str, QueryParameter(name="q", max_length=200)] = "",
         category: Annotated[str, QueryParameter(name="category", max_length=80)] = "",
         page: Annotated[str, QueryParameter(name="page", max_length=10)] = "1",
-    ) -> Response[str]:
+    ) -> Response[bytes]:
         async def results(cache: CatalogueCache, version: int) -> dict[str, Any]:
             categories = await cache.get(version, "categories", services.list_categories)
             chosen = next((c for c in categories if c["slug"] == category), None)
@@ -59,7 +59,7 @@ class CatalogController(Controller):
         return await catalogue_page(request, name, results)
 
     @get("/products/{slug:str}", name="product")
-    async def product(self, request: Request, slug: FromPath[str]) -> Response[str]:
+    async def product(self, request: Request, slug: FromPath[str]) -> Response[bytes]:
         async def product_data(cache: CatalogueCache, version: int) -> dict[str, Any]:
             product = await services.product_by_slug(slug[:200])
             if product is None:

@@ -10,7 +10,6 @@ The store belongs to one catalogue version (`CatalogueCache.pages`), so a change
 stock level or category starts an empty one, as the rows the pages came from are replaced."""
 from __future__ import annotations
 
-import sys
 from collections import OrderedDict
 from functools import lru_cache
 from typing import Any, Hashable
@@ -24,33 +23,36 @@ from shop import i18n
 from shop.web.templating import CSRF_PLACEHOLDER, environment_for
 
 CART_BADGE_SLOT = "\x00cart-badge\x00"
-# A whole catalogue's pages in one language (2,000 product pages of 3.4 kB, 85 list pages of
-# 27 kB) is about 10 MB; Arabic text takes two bytes a character. Past the budget, the pages
-# used least recently go first: search words are keys, so the bound matters.
+# Pages are kept as the UTF-8 they are sent as: the text itself would take two bytes a character
+# for every page, since even an English page holds its Arabic language link. A whole catalogue's
+# pages in one language (2,000 product pages of 3.4 kB, 85 list pages of 27 kB) are about 10 MB.
+# Past the budget, the pages used least recently go first: search words are keys.
 MAX_PAGE_BYTES = 12 * 2**20
+_CSRF_SLOT = CSRF_PLACEHOLDER.encode()
+_CART_BADGE_SLOT = CART_BADGE_SLOT.encode()
 
 
 class PageStore:
-    """Rendered pages by key, bounded by the memory their text takes."""
+    """Rendered pages (UTF-8) by key, bounded by their total length."""
 
     def __init__(self, max_bytes: int = MAX_PAGE_BYTES) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._pages: OrderedDict[Hashable, str] = OrderedDict()
+        self._pages: OrderedDict[Hashable, bytes] = OrderedDict()
 
-    def get(self, key: Hashable) -> str | None:
-        html = self._pages.get(key)
-        if html is not None:
+    def get(self, key: Hashable) -> bytes | None:
+        page = self._pages.get(key)
+        if page is not None:
             self._pages.move_to_end(key)
-        return html
+        return page
 
-    def put(self, key: Hashable, html: str) -> None:
+    def put(self, key: Hashable, page: bytes) -> None:
         if key in self._pages:
-            self.bytes -= sys.getsizeof(self._pages.pop(key))
-        self._pages[key] = html
-        self.bytes += sys.getsizeof(html)  # 1, 2 or 4 bytes a character, as the text is held
+            self.bytes -= len(self._pages.pop(key))
+        self._pages[key] = page
+        self.bytes += len(page)
         while self.bytes > self.max_bytes and len(self._pages) > 1:
-            self.bytes -= sys.getsizeof(self._pages.popitem(last=False)[1])
+            self.bytes -= len(self._pages.popitem(last=False)[1])
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._pages
@@ -69,28 +71,28 @@ def _csrf_token(request: Request) -> str:
 
 
 @lru_cache(maxsize=256)
-def cart_badge(language: str, count: int) -> str:
-    return environment_for(language).get_template("_partials/_cart_badge.html").render(cart_count=count)
+def cart_badge(language: str, count: int) -> bytes:
+    return environment_for(language).get_template("_partials/_cart_badge.html").render(cart_count=count).encode()
 
 
-def _filled(html: str, token: str, cart_count: int) -> Response[str]:
-    html = html.replace(CSRF_PLACEHOLDER, token)
-    if CART_BADGE_SLOT in html:
-        html = html.replace(CART_BADGE_SLOT, cart_badge(i18n.current_language.get(), cart_count))
-    return Response(html, media_type=MediaType.HTML)
+def _filled(page: bytes, token: str, cart_count: int) -> Response[bytes]:
+    page = page.replace(_CSRF_SLOT, token.encode())
+    if _CART_BADGE_SLOT in page:
+        page = page.replace(_CART_BADGE_SLOT, cart_badge(i18n.current_language.get(), cart_count))
+    return Response(page, media_type=MediaType.HTML)
 
 
-def kept_page(request: Request, store: PageStore, template_name: str, cart_count: int) -> Response[str] | None:
+def kept_page(request: Request, store: PageStore, template_name: str, cart_count: int) -> Response[bytes] | None:
     """The page kept for this request, filled for this customer; None if there is none. (A
     customer with a flash message waiting gets a page rendered for them: `render_page`.)"""
     token = _csrf_token(request)
     if not token:
         return None
-    html = store.get(_key(request, template_name))
-    return None if html is None else _filled(html, token, cart_count)
+    page = store.get(_key(request, template_name))
+    return None if page is None else _filled(page, token, cart_count)
 
 
-def render_page(request: Request, store: PageStore, template_name: str, context: dict[str, Any]) -> Response[str]:
+def render_page(request: Request, store: PageStore, template_name: str, context: dict[str, Any]) -> Response[bytes]:
     """Renders the page with its slots, keeps it unless it is this customer's alone (a flash
     message), and fills it for this customer."""
     token = _csrf_token(request)
@@ -99,6 +101,7 @@ def render_page(request: Request, store: PageStore, template_name: str, context:
     if token:
         # Macros that know no context write the placeholder; the layout wrote the token itself.
         html = html.replace(token, CSRF_PLACEHOLDER)
-        if not context.get("flashes"):
-            store.put(_key(request, template_name), html)
-    return _filled(html, token, int(context.get("cart_count") or 0))
+    page = html.encode()
+    if token and not context.get("flashes"):
+        store.put(_key(request, template_name), page)
+    return _filled(page, token, int(context.get("cart_count") or 0))
