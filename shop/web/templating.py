@@ -8,10 +8,12 @@ from urllib.parse import urlencode
 from jinja2 import Environment, FileSystemLoader, Template, TemplateNotFound, pass_context, select_autoescape
 from jinja2.ext import Extension
 from jinja2.lexer import Token, TokenStream
+from jinja2.runtime import Context
 from litestar.exceptions import TemplateNotFoundException
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.base import csrf_token, url_for, url_for_static_asset
 from litestar.template.config import TemplateConfig
+from markupsafe import Markup
 
 from shop import i18n
 from shop.catalog.images import image_url
@@ -39,6 +41,12 @@ def _query(base: dict[str, object] | None = None, **changes: object) -> str:
 # Written where a customer's CSRF token goes by templates that know no request (the product
 # macros); the page cache (shop/web/page_cache.py) puts each customer's own in its place.
 CSRF_PLACEHOLDER = "\x00csrf\x00"
+
+
+@pass_context
+def _csrf_field(context: Context) -> Markup:
+    """The hidden field holding the customer's CSRF token, for forms that work without htmx."""
+    return Markup('<input type="hidden" name="_csrf_token" value="{}">').format(csrf_token(context))
 
 
 class FixedTextTranslation(Extension):
@@ -117,6 +125,7 @@ def build_environment(language: str = i18n.DEFAULT_LANGUAGE) -> Environment:
         image_url=image_url,
         kuwait_time=kuwait_time_text,
         csrf_placeholder=CSRF_PLACEHOLDER,
+        csrf_field=_csrf_field,
         **{name: pass_context(function) for name, function in LITESTAR_CALLABLES.items()},
     )
     return env
