@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from piccolo.columns import Integer, Varchar
+from piccolo.columns import Boolean, Integer, Varchar
 from piccolo.engine.sqlite import TransactionType
 from piccolo.table import Table
 
@@ -187,3 +187,22 @@ def test_the_writer_puts_the_file_in_wal_mode(tmp_path: Path) -> None:
         return engine.writer().execute("PRAGMA journal_mode").fetchone()["journal_mode"]
 
     assert asyncio.run(mode()) == "wal"
+
+
+def test_integer_and_boolean_columns_read_back_as_piccolo_reads_them(engine: LoopSQLiteEngine) -> None:
+    class Flagged(Table, tablename="engine_flagged"):
+        number = Integer(default=0)
+        flag = Boolean(default=False)
+
+    Flagged._meta._db = engine
+    Flagged.create_table().run_sync()
+    # What SQLite may hold in such columns: plain values, and text that Piccolo reads as a number.
+    writer = sqlite3.connect(engine.path)
+    writer.executemany("INSERT INTO engine_flagged (number, flag) VALUES (?, ?)",
+                       [(7, 1), (-12, 0), (2**63 - 1, 1), ("3.0", 0)])
+    writer.commit()
+    writer.close()
+    rows = Flagged.select(Flagged.number, Flagged.flag).order_by(Flagged.id).run_sync()
+    assert rows == [{"number": 7, "flag": True}, {"number": -12, "flag": False},
+                    {"number": 2**63 - 1, "flag": True}, {"number": 3, "flag": False}]
+    assert all(type(row["number"]) is int and type(row["flag"]) is bool for row in rows)
