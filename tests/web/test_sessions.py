@@ -47,6 +47,26 @@ def test_a_session_past_half_its_life_is_renewed(client, product, monkeypatch: p
 
 def test_an_expired_session_is_not_honoured(client, product, monkeypatch: pytest.MonkeyPatch) -> None:
     post_form(client, "/cart/items", {"product_id": str(product["id"]), "quantity": "1"}, htmx=True)
+    # The server checks the expiry sealed in the cookie, whatever the browser keeps sending.
+    sealed = client.cookies.get("session")
     later = time.time() + SESSION_MAX_AGE_S + 60
     monkeypatch.setattr(time, "time", lambda: later)
-    assert badge(client.get("/products").text) == 0
+    client.cookies.clear()
+    assert badge(client.get("/products", headers={"cookie": f"session={sealed}"}).text) == 0
+
+
+def test_a_remembered_session_still_expires_and_each_request_gets_its_own_copy(
+        client, product, monkeypatch: pytest.MonkeyPatch) -> None:
+    post_form(client, "/cart/items", {"product_id": str(product["id"]), "quantity": "1"}, htmx=True)
+    for _ in range(2):  # opened once, then remembered
+        assert badge(client.get("/products").text) == 1
+    # A flash message taken out of one request's session is gone from the next one's.
+    post_form(client, "/cart/items", {"product_id": str(product["id"]), "quantity": "1"})
+    assert "Added" in client.get("/cart").text
+    assert "Added" not in client.get("/cart").text
+    # The server checks the expiry sealed in the cookie, whatever the browser keeps sending.
+    sealed = client.cookies.get("session")
+    later = time.time() + SESSION_MAX_AGE_S + 60
+    monkeypatch.setattr(time, "time", lambda: later)
+    client.cookies.clear()
+    assert badge(client.get("/products", headers={"cookie": f"session={sealed}"}).text) == 0
