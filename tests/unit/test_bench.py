@@ -104,3 +104,20 @@ def test_a_script_wrk_cannot_load_is_an_error(tmp_path: Path, recording_server) 
     broken.write_text("requests = {")
     with pytest.raises(RuntimeError, match="wrk"):
         wrk.run(url, 1, broken, connections=2)
+
+
+def test_the_in_process_caller_serves_pages_and_times_them() -> None:
+    import asyncio
+
+    from bench.inprocess import Caller, cpu_per_request
+
+    async def call() -> tuple[int, bytes, float]:
+        app = ceiling.create_app()
+        async with app.lifespan():
+            caller = Caller(app)
+            status, body = await caller.request("GET", "/products?page=2")
+            return status, body, await cpu_per_request(caller, "/healthz", 5)
+
+    status, body, cpu_us = asyncio.run(call())
+    assert status == 200 and body.count(b'class="product-card"') == 24
+    assert cpu_us > 0
