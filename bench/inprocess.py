@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import ceiling
-from bench.catalogue import add_catalogue
-from bench.run import BENCH_CREDENTIALS, PAGE_SIZE
+from bench.run import BENCH_CREDENTIALS, PAGE_SIZE, _seed
+from shop.app import create_app
 from shop.settings import Settings
+from tests.support import run_shop
 
 PAGES = {
     "ceiling": "/products",
@@ -89,10 +90,6 @@ async def cpu_per_request(caller: Caller, path: str, count: int) -> float:
 
 
 async def main_async(args: argparse.Namespace, database_url: str) -> None:
-    from litestar.testing import TestClient  # noqa: F401  (imports what the app imports lazily)
-
-    from shop.app import create_app
-
     settings = Settings(env="production", database_url=database_url, secret_key="s" * 48, sandbox=False,
                         db_pool_size=0, reconcile_interval_s=0, page_size=PAGE_SIZE,
                         public_url="https://shop.bench.invalid", provider="checkout",
@@ -137,13 +134,9 @@ def main(argv: list[str] | None = None) -> None:
     args.pages = args.pages or list(PAGES)
     if unknown := set(args.pages) - set(PAGES):
         parser.error(f"unknown page {', '.join(sorted(unknown))}")
-    from tests.support import run_shop
-
     with tempfile.TemporaryDirectory() as tmp:
         database_url = f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
         run_shop(database_url, "migrate")
-        from bench.run import _seed
-
         _seed(database_url)
         asyncio.run(main_async(args, database_url))
 

@@ -50,18 +50,13 @@ def _kwd_shape(locale: str) -> tuple[str, str, str, str, str, str] | None:
     """The locale's currency pattern read off Babel's own output: (prefix, suffix) for positive
     and negative amounts, the group and decimal separators. None when the pattern is not one
     this module can repeat (other digits, grouping other than by thousands): Babel is then
-    used for every amount."""
-    shapes = []
-    for sign in (1, -1):
-        match = _SHAPE.match(_babel_kwd(fils_to_decimal(sign * 1234567891), locale))
-        if match is None or match[2] != match[3]:
-            return None
-        prefix, group, _, decimal, suffix = match.groups()
-        shapes.append((prefix, suffix, group, decimal))
-    (prefix, suffix, group, decimal), (negative_prefix, negative_suffix, *separators) = shapes
-    if separators != [group, decimal]:
+    used for every amount. Every probe amount must come out as Babel writes it."""
+    positive = _SHAPE.match(_babel_kwd(fils_to_decimal(1234567891), locale))
+    negative = _SHAPE.match(_babel_kwd(fils_to_decimal(-1234567891), locale))
+    if positive is None or negative is None:
         return None
-    shape = (prefix, suffix, negative_prefix, negative_suffix, group, decimal)
+    prefix, group, _, decimal, suffix = positive.groups()
+    shape = (prefix, suffix, negative[1], negative[5], group, decimal)
     if any(_shaped(fils, shape) != _babel_kwd(fils_to_decimal(fils), locale)
            for probe in _PROBES for fils in (probe, -probe)):
         return None

@@ -9,14 +9,22 @@ from shop.catalog.search import MAX_TERMS, search_terms
 from shop.catalog.tables import Category, Product
 from shop.sql import Statement
 
-# Joined columns are built once: Piccolo deep-copies a column on every join step and alias.
+# A joined column built once: Piccolo deep-copies a column on every join step (the cart's
+# Piccolo query uses it).
 CATEGORY_ACTIVE = Product.category.active
-CATEGORY_POSITION = Product.category.position
-# What a product card needs (the featured cards on the home page).
-CARD_FIELDS = (
-    Product.id, Product.slug, Product.name_en, Product.name_ar, Product.price_fils, Product.stock,
-    Product.reserved, Product.image,
-)
+
+# The catalogue's reads as SQL written once: building them through Piccolo cost more than
+# running them, and a new page is rendered after every catalogue change.
+_CARD_COLUMNS = ("product.id, product.slug, product.name_en, product.name_ar, product.price_fils, product.stock, "
+                 "product.reserved, product.image")
+_FROM = "FROM product JOIN category ON category.id = product.category"
+_LISTED = f"{_FROM} WHERE product.active = TRUE AND category.active = TRUE"
+_ORDER = "ORDER BY category.position, product.id"
+_FEATURED = Statement(Product, f"SELECT {_CARD_COLUMNS} {_LISTED} AND product.featured = TRUE {_ORDER} LIMIT {{}}")
+_PRODUCT_BY_SLUG = Statement(Product, f"""
+    SELECT {_CARD_COLUMNS}, product.description_en, product.description_ar, category.slug AS category_slug,
+           category.name_en AS category_name_en, category.name_ar AS category_name_ar
+    {_LISTED} AND product.slug = {{}} LIMIT 1""")
 
 
 def _with_availability(row: dict[str, Any]) -> dict[str, Any]:
@@ -40,33 +48,18 @@ async def list_categories() -> list[dict[str, Any]]:
 
 
 async def featured_products(limit: int = 8) -> list[dict[str, Any]]:
-    rows = await Product.select(*CARD_FIELDS).where(
-        Product.active.eq(True) & Product.featured.eq(True) & CATEGORY_ACTIVE.eq(True)
-    ).order_by(CATEGORY_POSITION).order_by(Product.id).limit(limit)
-    return [_with_availability(r) for r in rows]
-
-
-_CARD_COLUMNS = "product.id, product.slug, product.name_en, product.name_ar, product.price_fils, product.stock, " \
-    "product.reserved, product.image"
-_LISTED = "FROM product JOIN category ON category.id = product.category WHERE product.active = TRUE AND category.active = TRUE"
-_ORDER = "ORDER BY category.position, product.id"
-_PRODUCT_BY_SLUG = Statement(Product, f"""
-    SELECT {_CARD_COLUMNS}, product.description_en, product.description_ar, category.slug AS category_slug,
-           category.name_en AS category_name_en, category.name_ar AS category_name_ar
-    {_LISTED} AND product.slug = {{}} LIMIT 1""")
+    return [_with_availability(r) for r in await _FEATURED.rows(limit)]
 
 
 @lru_cache(maxsize=2 * (MAX_TERMS + 1))
 def _search_statements(in_category: bool, terms: int) -> tuple[Statement, Statement]:
-    """The count and the page of one search's shape (a category or not, how many words), written
-    once: building them through Piccolo cost more than running them (a new page is rendered after
-    every catalogue change)."""
+    """The count and the page of one search's shape (a category or not, how many words)."""
     condition = _LISTED + (" AND category.id = {}" if in_category else "") + " AND product.search_text LIKE {}" * terms
     count = Statement(Product, f"SELECT COUNT(*) AS count {condition}")
     # Sort and skip narrow rows (ids) in a subquery, then fetch the page's 24 whole rows: half the
     # time of sorting every matching row whole, and still one statement.
     page = Statement(Product, f"""
-        SELECT {_CARD_COLUMNS} FROM product JOIN category ON category.id = product.category
+        SELECT {_CARD_COLUMNS} {_FROM}
         WHERE product.id IN (SELECT product.id {condition} {_ORDER} LIMIT {{}} OFFSET {{}}) {_ORDER}""")
     return count, page
 
