@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import logging
 import os
+from typing import Any
 
 from litestar import Litestar, Router
 from litestar.config.csrf import CSRFConfig
@@ -37,7 +38,7 @@ from shop.web.errors import EXCEPTION_HANDLERS
 from shop.web.health import healthz
 from shop.web.request import ShopRequest
 from shop.web.sessions import RenewingCookieConfig
-from shop.web.middleware import (LanguageMiddleware, RequestLimitsMiddleware, StrictCSRFMiddleware,
+from shop.web.middleware import (LanguageMiddleware, RequestLimitsMiddleware, StrictCSRFMiddleware, head_as_get,
                                  security_headers_hook, servable_file)
 from shop.web.templating import compile_storefront_templates, template_config
 
@@ -58,6 +59,11 @@ class ShopApp(Litestar):
     @staticmethod
     def _get_default_plugins(plugins: list[PluginProtocol]) -> list[PluginProtocol]:
         return [*plugins, MsgspecDIPlugin()]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            scope, send = head_as_get(scope, send)
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

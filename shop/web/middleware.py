@@ -1,5 +1,5 @@
-"""Pure ASGI middleware: the request's language, body limits, the CSRF check, and security
-headers on every response."""
+"""Pure ASGI middleware: HEAD answered as GET, the request's language, body limits, the CSRF
+check, and security headers on every response."""
 from __future__ import annotations
 
 from typing import Any
@@ -50,6 +50,22 @@ class LanguageMiddleware:
             await self.app(scope, receive, send_with_cookie)
         finally:
             i18n.current_language.reset(token)
+
+
+def head_as_get(scope: Scope, send: Send) -> tuple[Scope, Send]:
+    """A HEAD request as the GET it asks about, answered with the GET's status and headers
+    (its Content-Length included) and no body. Every server must answer HEAD wherever it answers
+    GET (RFC 9110, 9.3.2); Litestar answers only routes that declare it, so uptime monitors and
+    link checkers got a 405 for every page."""
+
+    async def send_without_body(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            if not message.get("more_body", False):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        await send(message)
+
+    return {**scope, "method": "GET"}, send_without_body
 
 
 class RequestLimitsMiddleware:

@@ -142,6 +142,20 @@ def test_healthz_reports_the_database(client) -> None:
     assert response.json() == {"status": "ok", "database": "ok"}
 
 
+def test_head_answers_as_get_without_the_body(client) -> None:
+    """Uptime monitors and link checkers ask with HEAD: they get the GET's status and headers."""
+    slug = IN_STOCK[0]["slug"]
+    for path in ["/", "/products", "/products?page=2", f"/products/{slug}", "/cart", "/healthz",
+                 "/static/css/shop.css", "/products/no-such-thing"]:
+        got = client.get(path)
+        head = client.head(path)
+        assert head.status_code == got.status_code, path
+        assert head.content == b"", path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+        assert int(head.headers["content-length"]) == len(got.content), path
+    assert client.head("/cart/items").status_code == 405  # POST only, as for GET
+
+
 def test_the_remembered_language_is_read_among_other_cookies_and_junk(client) -> None:
     from shop import i18n
 
