@@ -10,6 +10,7 @@ The store belongs to one catalogue version (`CatalogueCache.pages`), so a change
 stock level or category starts an empty one, as the rows the pages came from are replaced."""
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from functools import lru_cache
 from typing import Any, Hashable
@@ -30,23 +31,61 @@ CART_BADGE_SLOT = "\x00cart-badge\x00"
 MAX_PAGE_BYTES = 12 * 2**20
 _CSRF_SLOT = CSRF_PLACEHOLDER.encode()
 _CART_BADGE_SLOT = CART_BADGE_SLOT.encode()
+_PART_OVERHEAD = sys.getsizeof(b"") + 8
+
+
+class KeptPage:
+    """A rendered page cut at its slots, so that filling it is one join: bytes.replace over a
+    list page's 23 kB and its 22 token slots took 37 us, a sixth of the page's CPU; the join
+    takes 2."""
+
+    __slots__ = ("parts", "token_at", "badge_at", "size")
+
+    def __init__(self, page: bytes) -> None:
+        self.parts: list[bytes] = []
+        self.token_at: list[int] = []
+        self.badge_at: list[int] = []
+        for n, between_tokens in enumerate(page.split(_CSRF_SLOT)):
+            if n:
+                self.token_at.append(len(self.parts))
+                self.parts.append(b"")
+            for m, piece in enumerate(between_tokens.split(_CART_BADGE_SLOT)):
+                if m:
+                    self.badge_at.append(len(self.parts))
+                    self.parts.append(b"")
+                self.parts.append(piece)
+        # What the page takes in memory, each part's object and list entry included.
+        self.size = len(page) + _PART_OVERHEAD * len(self.parts)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def filled(self, token: bytes, cart_count: int) -> bytes:
+        parts = self.parts.copy()
+        for at in self.token_at:
+            parts[at] = token
+        if self.badge_at:
+            badge = cart_badge(i18n.current_language.get(), cart_count)
+            for at in self.badge_at:
+                parts[at] = badge
+        return b"".join(parts)
 
 
 class PageStore:
-    """Rendered pages (UTF-8) by key, bounded by their total length."""
+    """Rendered pages by key, bounded by their total length in bytes."""
 
     def __init__(self, max_bytes: int = MAX_PAGE_BYTES) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._pages: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._pages: OrderedDict[Hashable, KeptPage] = OrderedDict()
 
-    def get(self, key: Hashable) -> bytes | None:
+    def get(self, key: Hashable) -> KeptPage | None:
         page = self._pages.get(key)
         if page is not None:
             self._pages.move_to_end(key)
         return page
 
-    def put(self, key: Hashable, page: bytes) -> None:
+    def put(self, key: Hashable, page: KeptPage) -> None:
         if key in self._pages:
             self.bytes -= len(self._pages.pop(key))
         self._pages[key] = page
@@ -75,11 +114,8 @@ def cart_badge(language: str, count: int) -> bytes:
     return environment_for(language).get_template("_partials/_cart_badge.html").render(cart_count=count).encode()
 
 
-def _filled(page: bytes, token: str, cart_count: int) -> Response[bytes]:
-    page = page.replace(_CSRF_SLOT, token.encode())
-    if _CART_BADGE_SLOT in page:
-        page = page.replace(_CART_BADGE_SLOT, cart_badge(i18n.current_language.get(), cart_count))
-    return Response(page, media_type=MediaType.HTML)
+def _response(page: KeptPage, token: str, cart_count: int) -> Response[bytes]:
+    return Response(page.filled(token.encode(), cart_count), media_type=MediaType.HTML)
 
 
 def kept_page(request: Request, store: PageStore, template_name: str, cart_count: int) -> Response[bytes] | None:
@@ -89,7 +125,7 @@ def kept_page(request: Request, store: PageStore, template_name: str, cart_count
     if not token:
         return None
     page = store.get(_key(request, template_name))
-    return None if page is None else _filled(page, token, cart_count)
+    return None if page is None else _response(page, token, cart_count)
 
 
 def render_page(request: Request, store: PageStore, template_name: str, context: dict[str, Any]) -> Response[bytes]:
@@ -101,7 +137,7 @@ def render_page(request: Request, store: PageStore, template_name: str, context:
     if token:
         # Macros that know no context write the placeholder; the layout wrote the token itself.
         html = html.replace(token, CSRF_PLACEHOLDER)
-    page = html.encode()
+    page = KeptPage(html.encode())
     if token and not context.get("flashes"):
         store.put(_key(request, template_name), page)
-    return _filled(page, token, int(context.get("cart_count") or 0))
+    return _response(page, token, int(context.get("cart_count") or 0))

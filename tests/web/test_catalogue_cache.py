@@ -12,7 +12,7 @@ from shop.app import create_app
 from shop.catalog.cache import CatalogueCache
 from shop.catalog.tables import Category, Product
 from shop.money import format_kwd
-from shop.web.page_cache import PageStore
+from shop.web.page_cache import KeptPage, PageStore
 from tests.support import post_form
 from tests.web.conftest import run, sellable
 
@@ -142,7 +142,7 @@ def test_kept_pages_are_bounded_whatever_customers_search_for() -> None:
     from shop.web.page_cache import MAX_PAGE_BYTES
 
     pages = CatalogueCache().pages(1)
-    page = b"<html>" + b"x" * 27_000 + b"</html>"  # a list page of 24 cards is about this long
+    page = KeptPage(b"<html>" + b"x" * 27_000 + b"</html>")  # a list page of 24 cards is about this long
     searches = MAX_PAGE_BYTES // len(page) + 50
     for n in range(searches):
         pages.put(("en", "catalog/list.html", "/products", f"q=words+{n}".encode()), page)
@@ -152,20 +152,22 @@ def test_kept_pages_are_bounded_whatever_customers_search_for() -> None:
 
 
 def test_the_pages_customers_keep_visiting_stay_while_others_go() -> None:
-    pages = PageStore(max_bytes=10_000)
-    pages.put("home", b"p" * 1_000)
+    page_size = len(KeptPage(b"p" * 1_000))
+    pages = PageStore(max_bytes=10 * page_size)
+    pages.put("home", KeptPage(b"p" * 1_000))
     for n in range(30):
-        pages.put(f"product-{n}", b"p" * 1_000)
+        pages.put(f"product-{n}", KeptPage(b"p" * 1_000))
         assert pages.get("home") is not None  # visited again each time: used most recently
     assert "product-0" not in pages and "product-29" in pages and len(pages) == 10
-    pages.put("home", b"h" * 500)  # replaced, not counted twice
-    assert pages.bytes == 500 + 9 * 1_000
+    home = KeptPage(b"h" * 500)
+    pages.put("home", home)  # replaced, not counted twice
+    assert pages.bytes == len(home) + 9 * page_size
 
 
 def test_a_whole_catalogues_pages_fit_in_one_language() -> None:
     pages = CatalogueCache().pages(1)
     for page in range(85):
-        pages.put(("en", "catalog/list.html", "/products", f"page={page}".encode()), b"g" * 27_300)
+        pages.put(("en", "catalog/list.html", "/products", f"page={page}".encode()), KeptPage(b"g" * 27_300))
     for n in range(2_000):
-        pages.put(("en", "catalog/product.html", f"/products/product-{n}", b""), b"p" * 3_400)
+        pages.put(("en", "catalog/product.html", f"/products/product-{n}", b""), KeptPage(b"p" * 3_400))
     assert len(pages) == 2_085
