@@ -12,7 +12,8 @@ from shop.app import create_app
 from shop.catalog.cache import CatalogueCache
 from shop.catalog.tables import Category, Product
 from shop.money import format_kwd
-from shop.web.page_cache import KeptPage, PageStore
+from shop.web.page_cache import CART_BADGE_SLOT, KeptPage, PageStore, cart_badge
+from shop.web.templating import CSRF_PLACEHOLDER
 from tests.support import post_form
 from tests.web.conftest import run, sellable
 
@@ -149,6 +150,14 @@ def test_kept_pages_are_bounded_whatever_customers_search_for() -> None:
     assert pages.bytes <= MAX_PAGE_BYTES
     assert ("en", "catalog/list.html", "/products", b"q=words+0") not in pages
     assert ("en", "catalog/list.html", "/products", f"q=words+{searches - 1}".encode()) in pages
+
+
+def test_a_kept_page_is_filled_with_the_token_everywhere_and_the_badge_in_its_place() -> None:
+    token, badge = CSRF_PLACEHOLDER.encode(), CART_BADGE_SLOT.encode()
+    page = KeptPage(token + b"<form>" + token + badge + b"</form><p>" + token)
+    assert page.filled(b"t0k", 3) == b"t0k<form>t0k" + cart_badge("en", 3) + b"</form><p>t0k"
+    assert page.filled(b"other", 0) == b"other<form>other" + cart_badge("en", 0) + b"</form><p>other"
+    assert KeptPage(b"<p>no slots</p>").filled(b"t0k", 1) == b"<p>no slots</p>"
 
 
 def test_the_pages_customers_keep_visiting_stay_while_others_go() -> None:
