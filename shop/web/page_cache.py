@@ -33,7 +33,7 @@ MAX_PAGE_BYTES = 12 * 2**20
 _CSRF_SLOT = CSRF_PLACEHOLDER.encode()
 _CART_BADGE_SLOT = CART_BADGE_SLOT.encode()
 _SLOTS = re.compile(re.escape(_CSRF_SLOT) + b"|" + re.escape(_CART_BADGE_SLOT))
-_TOKEN, _BADGE = 0, 1
+assert len(_CSRF_SLOT) != len(_CART_BADGE_SLOT), "a kept page tells its slots apart by length"
 
 
 class KeptPage:
@@ -42,31 +42,28 @@ class KeptPage:
     page's CPU; the join takes 6. The page is kept whole, not cut into parts: a part's object
     costs 41 bytes, about 1 MB for a whole catalogue's pages, and a worker is kept under 100 MiB."""
 
-    __slots__ = ("page", "cuts", "kinds", "has_badge")
+    __slots__ = ("page", "cuts")
 
     def __init__(self, page: bytes) -> None:
         self.page = page
-        self.cuts = array("I")  # start and end of each slot, in order
-        kinds = bytearray()  # per slot: _TOKEN or _BADGE
+        self.cuts = array("I")  # start and end of each slot, in order; a slot is told by its length
         for slot in _SLOTS.finditer(page):
             self.cuts.extend(slot.span())
-            kinds.append(_TOKEN if slot.group() == _CSRF_SLOT else _BADGE)
-        self.kinds = bytes(kinds)
-        self.has_badge = _BADGE in self.kinds
 
     def __len__(self) -> int:
         return len(self.page) + self.cuts.itemsize * len(self.cuts)
 
     def filled(self, token: bytes, cart_count: int) -> bytes:
-        fills = (token, cart_badge(i18n.current_language.get(), cart_count) if self.has_badge else b"")
+        fills = {len(_CSRF_SLOT): token,
+                 len(_CART_BADGE_SLOT): cart_badge(i18n.current_language.get(), cart_count)}
         page = self.page
         parts: list[bytes] = []
         append = parts.append
         at = 0
         cuts = iter(self.cuts)
-        for kind, start, end in zip(self.kinds, cuts, cuts):
+        for start, end in zip(cuts, cuts):
             append(page[at:start])
-            append(fills[kind])
+            append(fills[end - start])
             at = end
         append(page[at:])
         return b"".join(parts)
