@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import ceiling
-from bench.run import BENCH_CREDENTIALS, PAGE_SIZE, _seed
+from bench.run import BENCH_CREDENTIALS, PAGE_SIZE, seed_catalogue
 from shop.app import create_app
 from shop.settings import Settings
 from tests.support import run_shop
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         database_url = f"sqlite:///{Path(tmp) / 'bench.sqlite3'}"
         run_shop(database_url, "migrate")
-        _seed(database_url)
+        seed_catalogue(database_url)
         asyncio.run(main_async(args, database_url))
 
 

@@ -102,7 +102,7 @@ class Bench:
     def database(self, kind: str, admin_url: str | None = None) -> str:
         url = self.stack.enter_context(fresh_database(kind, self.tmp, admin_url))
         run_shop(url, "migrate")
-        _seed(url)
+        seed_catalogue(url)
         return url
 
     def sandbox(self) -> Served:
@@ -314,7 +314,7 @@ def _bind(database_url: str) -> None:
     bind_tables(make_engine(database_url), TABLES)
 
 
-def _seed(database_url: str) -> None:
+def seed_catalogue(database_url: str) -> None:
     _bind(database_url)
     asyncio.run(add_catalogue())
 
