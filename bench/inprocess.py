@@ -110,7 +110,7 @@ async def main_async(args: argparse.Namespace, database_url: str) -> None:
             profile.enable()
             await cpu_per_request(callers[args.profile], PAGES[args.profile], args.count * 5)
             profile.disable()
-            pstats.Stats(profile).sort_stats("tottime").print_stats(35)
+            pstats.Stats(profile).sort_stats(args.sort).print_stats(35)
         # Pages take turns, round after round, so that each sees the same machine: a shared
         # machine's speed drifts by a third within a minute.
         rounds: dict[str, list[float]] = {name: [] for name in args.pages}
@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, default=200, help="requests per page per round (default 200)")
     parser.add_argument("--rounds", type=int, default=9, help="rounds; the median is reported (default 9)")
     parser.add_argument("--profile", choices=PAGES, help="print cProfile's top functions for this page")
+    parser.add_argument("--sort", default="tottime", choices=("tottime", "cumulative"),
+                        help="order of the profile's functions (default tottime: time in the function itself)")
     args = parser.parse_args(argv)
     args.pages = args.pages or list(PAGES)
     if unknown := set(args.pages) - set(PAGES):

@@ -40,6 +40,7 @@ from shop.web.request import ShopRequest
 from shop.web.sessions import RenewingCookieConfig
 from shop.web.middleware import (LanguageMiddleware, RequestLimitsMiddleware, StrictCSRFMiddleware, head_as_get,
                                  security_headers_hook, servable_file)
+from shop.web.page_cache import MAX_LAYOUT_BYTES, PageStore
 from shop.web.templating import compile_storefront_templates, template_config
 
 SESSION_MAX_AGE_S = 14 * 24 * 3600
@@ -149,7 +150,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         request_class=ShopRequest,
         openapi_config=None,
         debug=False,
-        state=State({"settings": settings, "catalogue_cache": CatalogueCache()}),
+        state=State({"settings": settings, "catalogue_cache": CatalogueCache(),
+                     "kept_layouts": PageStore(MAX_LAYOUT_BYTES)}),
     )
 
 

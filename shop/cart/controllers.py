@@ -9,7 +9,8 @@ from litestar.response import Template
 from shop.cart import services
 from shop.cart.services import CartError, UnknownProduct
 from shop.i18n import gettext as _, localized
-from shop.web.pages import CART_SESSION_KEY, cart_token, flash, is_htmx, page_context, see_other
+from shop.web.page_cache import layout_page
+from shop.web.pages import CART_SESSION_KEY, cart_token, kept_layouts, flash, is_htmx, page_context, see_other
 
 
 def _fragment_name(request: Request) -> str:
@@ -34,9 +35,10 @@ class CartController(Controller):
     path = "/cart"
 
     @get("/", name="cart")
-    async def show(self, request: Request) -> Template:
+    async def show(self, request: Request) -> Response[bytes]:
         cart = await services.load_cart(cart_token(request))
-        return Template("cart/cart.html", context=await page_context(request, cart_count=cart.item_count, cart=cart))
+        context = await page_context(request, cart_count=cart.item_count, cart=cart)
+        return layout_page(request, kept_layouts(request), "cart/cart.html", "cart/_cart_lines.html", context)
 
     @post("/items", name="cart-add", status_code=200)
     async def add(self, request: Request) -> Response:

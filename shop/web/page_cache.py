@@ -7,7 +7,11 @@ query), and each request fills the slots with its own token and badge: no Jinja 
 showing a flash message is that customer's alone and is never kept.
 
 The store belongs to one catalogue version (`CatalogueCache.pages`), so a change to a price,
-stock level or category starts an empty one, as the rows the pages came from are replaced."""
+stock level or category starts an empty one, as the rows the pages came from are replaced.
+
+A page whose content is the customer's own (the cart) keeps its layout instead: the page rendered
+once with a content slot, filled on each request with the content rendered for that customer
+(`layout_page`)."""
 from __future__ import annotations
 
 import re
@@ -25,6 +29,7 @@ from shop import i18n
 from shop.web.templating import CSRF_PLACEHOLDER, environment_for
 
 CART_BADGE_SLOT = "\x00cart-badge\x00"
+CONTENT_SLOT = "\x00page-content\x00"
 # Pages are kept as the UTF-8 they are sent as: the text itself would take two bytes a character
 # for every page, since even an English page holds its Arabic language link. A whole catalogue's
 # pages in one language (2,000 product pages of 3.4 kB, 85 list pages of 27 kB) are about 10 MB.
@@ -32,8 +37,11 @@ CART_BADGE_SLOT = "\x00cart-badge\x00"
 MAX_PAGE_BYTES = 12 * 2**20
 _CSRF_SLOT = CSRF_PLACEHOLDER.encode()
 _CART_BADGE_SLOT = CART_BADGE_SLOT.encode()
-_SLOTS = re.compile(re.escape(_CSRF_SLOT) + b"|" + re.escape(_CART_BADGE_SLOT))
-assert len(_CSRF_SLOT) != len(_CART_BADGE_SLOT), "a kept page tells its slots apart by length"
+_CONTENT_SLOT = CONTENT_SLOT.encode()
+_SLOTS = re.compile(b"|".join(re.escape(slot) for slot in (_CSRF_SLOT, _CART_BADGE_SLOT, _CONTENT_SLOT)))
+assert len({len(_CSRF_SLOT), len(_CART_BADGE_SLOT), len(_CONTENT_SLOT)}) == 3, "a kept page tells its slots apart by length"
+# Layouts kept for pages of the customer's own content: one a language, path and query string.
+MAX_LAYOUT_BYTES = 2**20
 
 
 class KeptPage:
@@ -53,9 +61,10 @@ class KeptPage:
     def __len__(self) -> int:
         return len(self.page) + self.cuts.itemsize * len(self.cuts)
 
-    def filled(self, token: bytes, cart_count: int) -> bytes:
+    def filled(self, token: bytes, cart_count: int, content: bytes = b"") -> bytes:
         fills = {len(_CSRF_SLOT): token,
-                 len(_CART_BADGE_SLOT): cart_badge(i18n.current_language.get(), cart_count)}
+                 len(_CART_BADGE_SLOT): cart_badge(i18n.current_language.get(), cart_count),
+                 len(_CONTENT_SLOT): content}
         page = self.page
         parts: list[bytes] = []
         append = parts.append
@@ -126,16 +135,39 @@ def kept_page(request: Request, store: PageStore, template_name: str, cart_count
     return None if page is None else _response(page, token, cart_count)
 
 
-def render_page(request: Request, store: PageStore, template_name: str, context: dict[str, Any]) -> Response[bytes]:
-    """Renders the page with its slots, keeps it unless it is this customer's alone (a flash
-    message), and fills it for this customer."""
-    token = _csrf_token(request)
+def _render_kept(request: Request, template_name: str, context: dict[str, Any], token: str) -> KeptPage:
     template = request.app.template_engine.get_template(template_name)  # type: ignore[union-attr]
     html = template.render(**context, request=request, cart_badge_slot=Markup(CART_BADGE_SLOT))
     if token:
         # Macros that know no context write the placeholder; the layout wrote the token itself.
         html = html.replace(token, CSRF_PLACEHOLDER)
-    page = KeptPage(html.encode())
+    return KeptPage(html.encode())
+
+
+def render_page(request: Request, store: PageStore, template_name: str, context: dict[str, Any]) -> Response[bytes]:
+    """Renders the page with its slots, keeps it unless it is this customer's alone (a flash
+    message), and fills it for this customer."""
+    token = _csrf_token(request)
+    page = _render_kept(request, template_name, context, token)
     if token and not context.get("flashes"):
         store.put(_key(request, template_name), page)
     return _response(page, token, int(context.get("cart_count") or 0))
+
+
+def layout_page(request: Request, store: PageStore, template_name: str, content_name: str,
+                context: dict[str, Any]) -> Response[bytes]:
+    """`template_name` as rendered from `context`, but for its layout: kept in `store`, the page
+    rendered once with `content_slot` where the template includes `content_name`, which is
+    rendered for each request. All the template shows outside `content_name` must be the same
+    for every customer. A page with a flash message is rendered whole, and not kept."""
+    token = _csrf_token(request)
+    if not token or context.get("flashes"):
+        return render_page(request, store, template_name, context)  # which keeps neither
+    key = _key(request, template_name)
+    layout = store.get(key)
+    if layout is None:
+        layout = _render_kept(request, template_name, {**context, "content_slot": Markup(CONTENT_SLOT)}, token)
+        store.put(key, layout)
+    content = request.app.template_engine.get_template(content_name).render(**context, request=request)  # type: ignore[union-attr]
+    page = layout.filled(token.encode(), int(context.get("cart_count") or 0), content.encode())
+    return Response(page, media_type=MediaType.HTML)

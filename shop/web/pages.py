@@ -14,6 +14,7 @@ from shop.payments.choice import active_provider_slug
 from shop.payments.providers.base import Provider
 from shop.payments.registry import provider_for
 from shop.settings import Settings
+from shop.web.page_cache import PageStore
 
 CART_SESSION_KEY = "cart"
 LAST_ORDER_SESSION_KEY = "order"
@@ -69,6 +70,11 @@ def take_flashes(request: Request) -> list[dict[str, str]]:
 
 def catalogue_cache(request: Request) -> CatalogueCache:
     return request.app.state["catalogue_cache"]
+
+
+def kept_layouts(request: Request) -> PageStore:
+    """Layouts of pages whose content is the customer's own; they show no catalogue data."""
+    return request.app.state["kept_layouts"]
 
 
 async def page_context(request: Request, cart_count: int | None = None, **context: Any) -> dict[str, Any]:

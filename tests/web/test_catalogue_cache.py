@@ -180,3 +180,47 @@ def test_a_whole_catalogues_pages_fit_in_one_language() -> None:
     for n in range(2_000):
         pages.put(("en", "catalog/product.html", f"/products/product-{n}", b""), KeptPage(b"p" * 3_400))
     assert len(pages) == 2_085
+
+
+def _flash_removed(html: str) -> str:
+    return re.sub(r'<p class="flash flash-info">[^<]*</p>', "", html, count=1)
+
+
+def test_a_cart_in_a_kept_layout_is_the_page_rendered_whole_and_shows_only_its_customers_lines(settings) -> None:
+    """The cart page's layout is kept after the first customer's visit; every later cart is put
+    into it. A page with a flash message is rendered whole: with the message taken out it must be
+    byte for byte the page the kept layout gives, and no customer sees another's lines or token."""
+    app = create_app(settings)
+    first_product, second_product = sellable(5)[:2]
+    with TestClient(app=app, base_url="http://127.0.0.1:8000") as first, \
+            TestClient(app=app, base_url="http://127.0.0.1:8000") as second:
+        for client, row, quantity in ((first, first_product, 2), (second, second_product, 3)):
+            post_form(client, "/cart/items", {"product_id": str(row["id"]), "quantity": str(quantity)})
+        for client, row, other, quantity in ((first, first_product, second_product, 2),
+                                             (second, second_product, first_product, 3)):
+            # English, then Arabic asked for, then Arabic remembered by its cookie on the same path.
+            for lang, arabic in (("", False), ("?lang=ar", True), ("", True)):
+                assert post_form(client, f"/cart/items/{row['id']}", {"quantity": str(quantity)}).status_code == 303
+                whole = client.get("/cart" + lang).text  # rendered whole: it shows "Your cart was updated."
+                assert "flash-info" in whole
+                kept = client.get("/cart" + lang).text
+                assert "flash-info" not in kept and "\x00" not in kept
+                assert _flash_removed(whole) == kept
+                assert ('dir="rtl"' in kept) == arabic and ("Your cart" in kept) != arabic
+                assert f'data-product-id="{row["id"]}"' in kept and f'data-product-id="{other["id"]}"' not in kept
+                assert _badge(kept)[0] == quantity
+                token = client.cookies.get("csrftoken")
+                assert set(CSRF_FIELD.findall(kept)) == {token} and f'"x-csrftoken": "{token}"' in kept
+    assert first.cookies.get("csrftoken") != second.cookies.get("csrftoken")
+
+
+def test_an_empty_cart_in_a_kept_layout(settings, product) -> None:
+    app = create_app(settings)
+    with TestClient(app=app, base_url="http://127.0.0.1:8000") as shopper, \
+            TestClient(app=app, base_url="http://127.0.0.1:8000") as browser:
+        post_form(shopper, "/cart/items", {"product_id": str(product["id"]), "quantity": "1"})
+        shopper.get("/cart")
+        assert 'class="cart-table"' in shopper.get("/cart").text  # the layout is kept by now
+        browser.get("/products")
+        empty = browser.get("/cart").text
+        assert "Your cart is empty." in empty and 'class="cart-table"' not in empty and _badge(empty)[0] == 0
