@@ -39,10 +39,23 @@ BENCH_CREDENTIALS = {
 # Customers prepared per second of a checkout run: more than the shop places, so none pays twice.
 CHECKOUT_CUSTOMERS_PER_S = 400
 WARM_UP_S = 3
+# A run during which the host took more of the machine than this is made again (see Bench.measure).
+QUIET_STEAL_CORES = 0.05
+TRIES_PER_RUN = 3
 TARGETS = {
     "page_ratio": 0.5, "page_p99_ms": 50.0, "add": 500.0, "checkout": 100.0, "webhook": 500.0,
     "statements": 4, "rss_mib": 100.0, "scaling": 1.7,
 }
+
+
+@dataclass
+class Sample:
+    """One run's figures, and how much CPU the host took from this machine during it."""
+    per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    steal_cores: float
 
 
 @dataclass
@@ -55,22 +68,26 @@ class Figure:
     errors: int = 0
     note: str = ""
     steal_cores: list[float] = field(default_factory=list)  # per run: CPU taken by the host
+    repeated: int = 0  # runs made again because the host was busy
 
     @property
     def median(self) -> float:
         return statistics.median(self.runs)
 
-    def add(self, per_s: float, p50: float, p99: float, errors: int) -> None:
-        self.runs.append(per_s)
-        self.p50s.append(p50)
-        self.p99s.append(p99)
-        self.errors += errors
+    def add(self, sample: Sample) -> None:
+        self.runs.append(sample.per_s)
+        self.p50s.append(sample.p50_ms)
+        self.p99s.append(sample.p99_ms)
+        self.errors += sample.errors
+        self.steal_cores.append(sample.steal_cores)
 
     def line(self, verdict: str = "", extra: str = "") -> str:
         text = (f"{self.name:<28} {self.unit} median {self.median:8.1f} (min {min(self.runs):.1f}, "
                 f"max {max(self.runs):.1f})  p50 {statistics.median(self.p50s):6.1f} ms  "
                 f"p99 {statistics.median(self.p99s):6.1f} ms  errors {self.errors}")
         steal = f"host steal up to {max(self.steal_cores):.2f} cores" if self.steal_cores else ""
+        if self.repeated:
+            steal += f" ({self.repeated} run{'s' * (self.repeated > 1)} made again: host busy)"
         return "  ".join(part for part in (text, extra, self.note, steal, verdict) if part)
 
 
@@ -83,6 +100,7 @@ class Bench:
         self.args, self.stack, self.tmp = args, stack, tmp
         self.lines: list[str] = []
         self.failures = 0
+        self.repeats_left = args.busy_repeats
 
     def say(self, line: str) -> None:
         print(line, flush=True)
@@ -132,16 +150,36 @@ class Bench:
             yield served
 
     # ---- scenarios -------------------------------------------------------------------------
-    def wrk_run(self, figure: Figure, url: str, script: Path | None) -> wrk.WrkResult:
-        """One wrk run for `figure`, noting how much CPU the host took from this machine meanwhile."""
+    def measure(self, figure: Figure, run_once: Callable[[], Sample]) -> None:
+        """Adds one run to `figure`. A run during which the host took more than QUIET_STEAL_CORES
+        of this VM is made again, up to TRIES_PER_RUN tries and --busy-repeats in the whole
+        benchmark, and the quietest try is kept: the targets are about the shop, and a neighbour
+        taking a third of the 2 cores for seconds moved p99s past them (the ceiling's own to
+        70 ms). `run_once` prepares its own customers or events, so a try repeats nothing."""
+        quietest: Sample | None = None
+        for attempt in range(TRIES_PER_RUN):
+            if attempt:
+                figure.repeated += 1
+                self.repeats_left -= 1
+            sample = run_once()
+            if quietest is None or sample.steal_cores < quietest.steal_cores:
+                quietest = sample
+            if sample.steal_cores <= QUIET_STEAL_CORES or self.repeats_left <= 0:
+                break
+        figure.add(quietest)  # type: ignore[arg-type]
+
+    def wrk_run(self, url: str, script: Path | None) -> tuple[wrk.WrkResult, float]:
+        """One wrk run, and the cores the host took from this machine meanwhile."""
         steal_before = _steal_s()
         result = wrk.run(url, self.args.duration, script)
-        figure.steal_cores.append((_steal_s() - steal_before) / self.args.duration)
-        return result
+        return result, (_steal_s() - steal_before) / self.args.duration
+
+    def wrk_sample(self, url: str, script: Path | None) -> Sample:
+        result, steal = self.wrk_run(url, script)
+        return Sample(result.requests_per_s, result.p50_ms, result.p99_ms, result.errors, steal)
 
     def wrk_figure(self, figure: Figure, url: str, script: Path | None) -> None:
-        result = self.wrk_run(figure, url, script)
-        figure.add(result.requests_per_s, result.p50_ms, result.p99_ms, result.errors)
+        self.measure(figure, lambda: self.wrk_sample(url, script))
 
     def page_scripts(self, url: str, names: tuple[str, ...], prefix: str) -> dict[str, Path]:
         """wrk scripts of a returning customer with one item in the cart (each shop its own)."""
@@ -158,8 +196,10 @@ class Bench:
 
     def pages(self, tag: str, url: str, ceiling: Served) -> dict[str, Figure]:
         """Product list, product page and cart page, each run interleaved with the ceiling page
-        so both see the same machine."""
+        so both see the same machine, after a warm-up run of each."""
         scripts = self.page_scripts(url, PAGES, "pages")
+        for script in scripts.values():  # uncounted: each page's first rendering, as in `scaling`
+            wrk.run(f"{url}/", WARM_UP_S, script)
         figures = {name: Figure(f"{name} page ({tag})", "req/s") for name in scripts}
         figures["ceiling"] = Figure("ceiling page (bare Litestar)", "req/s")
         for _ in range(self.args.repeats):
@@ -200,11 +240,15 @@ class Bench:
         rng = random.Random(2)
         figure = Figure(f"add to cart ({tag})", "req/s")
         customer_count = max(128, 2_000 * self.args.duration // (8 * 50))
-        for _ in range(self.args.repeats):
+
+        def run_once() -> Sample:
             lines = [rng.sample(range(1, PRODUCTS + 1), 8) for _ in range(customer_count)]
             customers = asyncio.run(clients.customers_with_carts(url, [ids[:1] for ids in lines]))
             script = wrk.write_script(self.tmp / "add.lua", clients.add_to_cart_requests(customers, lines))
-            self.wrk_figure(figure, f"{url}/", script)
+            return self.wrk_sample(f"{url}/", script)
+
+        for _ in range(self.args.repeats):
+            self.measure(figure, run_once)
         return figure
 
     def checkout(self, tag: str, url: str, database_url: str) -> Figure:
@@ -215,30 +259,40 @@ class Bench:
         an httpx load generator had used as much CPU per order as the shop."""
         figure = Figure(f"checkout start ({tag})", "orders/s")
         rng = random.Random(3)
-        for _ in range(self.args.repeats):
+
+        def run_once() -> Sample:
             carts = [[rng.randrange(1, PRODUCTS + 1)] for _ in range(self.args.duration * CHECKOUT_CUSTOMERS_PER_S)]
             customers = asyncio.run(clients.customers_with_carts(url, carts))
             script = wrk.write_script(self.tmp / "checkout.lua", clients.checkout_requests(customers))
             before = _payments_started(database_url)
-            result = self.wrk_run(figure, f"{url}/", script)
+            result, steal = self.wrk_run(f"{url}/", script)
             # wrk stops counting at the deadline; requests still in flight may start payments after it.
             started = min(_payments_started(database_url) - before, result.requests)
             elapsed_s = result.requests / result.requests_per_s if result.requests_per_s else self.args.duration
-            figure.add(started / elapsed_s, result.p50_ms, result.p99_ms, result.errors + result.requests - started)
+            return Sample(started / elapsed_s, result.p50_ms, result.p99_ms, result.errors + result.requests - started,
+                          steal)
+
+        for _ in range(self.args.repeats):
+            self.measure(figure, run_once)
         return figure
 
     def webhooks(self, tag: str, url: str, database_url: str) -> Figure:
         attempts = _attempts(database_url)
         figure = Figure(f"webhook ingest ({tag})", "req/s")
         if not attempts:
-            figure.add(0, 0, 0, 1)
+            figure.add(Sample(0, 0, 0, 1, 0))
             return figure
         secret = BENCH_CREDENTIALS["SHOP_CHECKOUT_WEBHOOK_SECRET"]
-        for repeat in range(self.args.repeats):
+        seeds = iter(range(10**6))  # each try its own events, so none is a repeat of an earlier try's
+
+        def run_once() -> Sample:
             count = max(2_000, self.args.duration * 2_000)
             script = wrk.write_script(self.tmp / "webhooks.lua",
-                                      clients.checkout_webhooks(attempts, secret, count, seed=repeat))
-            self.wrk_figure(figure, f"{url}/", script)
+                                      clients.checkout_webhooks(attempts, secret, count, seed=next(seeds)))
+            return self.wrk_sample(f"{url}/", script)
+
+        for _ in range(self.args.repeats):
+            self.measure(figure, run_once)
         figure.note = f"(over {len(attempts)} payments; 1 in 5 events a duplicate)"
         return figure
 
@@ -370,9 +424,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER, help="ASGI server for shop and ceiling")
     parser.add_argument("--sandbox-workers", type=int, default=1, help="worker processes of the provider sandbox")
     parser.add_argument("--skip-postgres", action="store_true", help="SQLite with 1 worker only")
+    parser.add_argument("--busy-repeats", type=int, default=16,
+                        help=f"most runs made again in the whole benchmark because the host took more than "
+                             f"{QUIET_STEAL_CORES} cores during them (default 16; 0 keeps every run)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.duration, args.repeats = 3, 1
+        args.duration, args.repeats, args.busy_repeats = 3, 1, 0
     return args
 
 

@@ -51,7 +51,38 @@ def test_lua_script_holds_every_request(tmp_path: Path) -> None:
 
 def test_quick_mode_is_short() -> None:
     args = run.parse_args(["--quick"])
-    assert (args.duration, args.repeats) == (3, 1)
+    assert (args.duration, args.repeats, args.busy_repeats) == (3, 1, 0)
+
+
+def _bench_measuring(steals: list[float], busy_repeats: int) -> tuple[run.Bench, run.Figure, list[float]]:
+    """A figure measured once by a Bench whose runs see the host take `steals` cores in turn."""
+    bench = run.Bench(run.parse_args(["--busy-repeats", str(busy_repeats)]), None, Path())  # type: ignore[arg-type]
+    figure, tried = run.Figure("page", "req/s"), []
+
+    def run_once() -> run.Sample:
+        steal = steals[len(tried)]
+        tried.append(steal)
+        return run.Sample(per_s=1000 - 1000 * steal, p50_ms=5, p99_ms=20 + 100 * steal, errors=0, steal_cores=steal)
+
+    bench.measure(figure, run_once)
+    return bench, figure, tried
+
+
+def test_a_run_the_host_disturbed_is_made_again_and_the_quietest_kept() -> None:
+    bench, figure, tried = _bench_measuring([0.4, 0.02, 0.5], busy_repeats=16)
+    assert tried == [0.4, 0.02] and figure.runs == [980] and figure.steal_cores == [0.02]
+    assert figure.repeated == 1 and bench.repeats_left == 15 and "1 run made again: host busy" in figure.line()
+    _, figure, tried = _bench_measuring([0.3, 0.4, 0.2, 0.0], busy_repeats=16)
+    assert tried == [0.3, 0.4, 0.2] and figure.runs == [800] and figure.repeated == 2  # at most 3 tries a run
+
+
+def test_a_quiet_run_is_kept_and_the_repeats_have_a_budget() -> None:
+    _, figure, tried = _bench_measuring([0.01, 0.9], busy_repeats=16)
+    assert tried == [0.01] and figure.repeated == 0 and "made again" not in figure.line()
+    _, figure, tried = _bench_measuring([0.3, 0.2, 0.1], busy_repeats=1)
+    assert tried == [0.3, 0.2] and figure.runs == [800]
+    _, figure, tried = _bench_measuring([0.3, 0.2], busy_repeats=0)
+    assert tried == [0.3] and figure.runs == [700] and figure.repeated == 0
 
 
 @pytest.fixture()
