@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import logging
 import math
 import os
@@ -283,7 +284,7 @@ class Bench:
             figure.add(Sample(0, 0, 0, 1, 0))
             return figure
         secret = BENCH_CREDENTIALS["SHOP_CHECKOUT_WEBHOOK_SECRET"]
-        seeds = iter(range(10**6))  # each try its own events, so none is a repeat of an earlier try's
+        seeds = itertools.count()  # each try its own events, so none is a repeat of an earlier try's
 
         def run_once() -> Sample:
             count = max(2_000, self.args.duration * 2_000)

@@ -10,7 +10,7 @@ from shop.cart import services
 from shop.cart.services import CartError, UnknownProduct
 from shop.i18n import gettext as _, localized
 from shop.web.page_cache import layout_page
-from shop.web.pages import CART_SESSION_KEY, cart_token, kept_layouts, flash, is_htmx, page_context, see_other
+from shop.web.pages import CART_SESSION_KEY, cart_token, flash, is_htmx, kept_layouts, page_context, see_other
 
 
 def _fragment_name(request: Request) -> str:

@@ -22,7 +22,7 @@ from piccolo.engine.postgres import PostgresEngine
 
 from shop.db import write_transaction
 from shop.sandbox.tables import SandboxRecord
-from shop.sql import Statement
+from shop.sql import Insert, Statement
 
 log = logging.getLogger("shop.sandbox")
 
@@ -161,13 +161,13 @@ class Locked:
 
 # The store's busiest statements written once (shop/sql.py): Piccolo building each anew took a
 # quarter of the sandbox's CPU for a payment, the machine's second-largest share in a checkout.
-_RECORD = '"sandbox_record"'
+_RECORD = f'"{SandboxRecord._meta.tablename}"'
 _GET = Statement(SandboxRecord, f'SELECT data FROM {_RECORD} WHERE "key" = {{}}')
 _GET_LOCKED = Statement(SandboxRecord, f'SELECT data FROM {_RECORD} WHERE "key" = {{}} FOR UPDATE')
-_INSERT = (f'INSERT INTO {_RECORD} (provider, kind, "key", data, created_at, updated_at) '
-           'VALUES ({}, {}, {}, {}, {}, {}) ON CONFLICT ("key") DO ')
-_PUT = Statement(SandboxRecord, _INSERT + "UPDATE SET data = excluded.data, updated_at = excluded.updated_at")
-_CREATE = Statement(SandboxRecord, _INSERT + "NOTHING")
+_PUT = Statement(SandboxRecord, f'INSERT INTO {_RECORD} (provider, kind, "key", data, created_at, updated_at) '
+                                'VALUES ({}, {}, {}, {}, {}, {}) ON CONFLICT ("key") '
+                                "DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at")
+_CREATE = Insert(SandboxRecord, if_new=True)  # a record a key already holds is left as it is
 _SAVE = Statement(SandboxRecord, f'UPDATE {_RECORD} SET data = {{}}, updated_at = {{}} WHERE "key" = {{}}')
 
 
@@ -194,13 +194,10 @@ class Store:
         )
         return {wanted[row["key"]]: _load(row["data"]) for row in rows}
 
-    async def _insert(self, statement: Statement, kind: str, key: str, data: Mapping[str, Any]) -> None:
-        now = datetime.now(timezone.utc)
-        await statement.rows(self.provider, kind, key, json.dumps(data), now, now)
-
     async def put(self, kind: str, key: str, data: Mapping[str, Any]) -> None:
         """Insert or replace."""
-        await self._insert(_PUT, kind, self.full_key(key), data)
+        now = datetime.now(timezone.utc)
+        await _PUT.rows(self.provider, kind, self.full_key(key), json.dumps(data), now, now)
 
     async def records(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
         """(key without the provider prefix, data) of every record of `kind`, oldest first."""
@@ -230,7 +227,7 @@ class Store:
         full = self.full_key(key)
         async with _transaction():
             if create is not None:
-                await self._insert(_CREATE, kind or "record", full, create)
+                await _CREATE.rows(provider=self.provider, kind=kind or "record", key=full, data=json.dumps(create))
             # On PostgreSQL SELECT ... FOR UPDATE: the row is ours until commit (SQLite's
             # IMMEDIATE transaction already excludes every other writer).
             select = _GET_LOCKED if isinstance(SandboxRecord._meta.db, PostgresEngine) else _GET

@@ -121,8 +121,8 @@ def cart_badge(language: str, count: int) -> bytes:
     return environment_for(language).get_template("_partials/_cart_badge.html").render(cart_count=count).encode()
 
 
-def _response(page: KeptPage, token: str, cart_count: int) -> Response[bytes]:
-    return Response(page.filled(token.encode(), cart_count), media_type=MediaType.HTML)
+def _response(page: KeptPage, token: str, cart_count: int, content: bytes = b"") -> Response[bytes]:
+    return Response(page.filled(token.encode(), cart_count, content), media_type=MediaType.HTML)
 
 
 def kept_page(request: Request, store: PageStore, template_name: str, cart_count: int) -> Response[bytes] | None:
@@ -161,13 +161,13 @@ def layout_page(request: Request, store: PageStore, template_name: str, content_
     rendered for each request. All the template shows outside `content_name` must be the same
     for every customer. A page with a flash message is rendered whole, and not kept."""
     token = _csrf_token(request)
+    cart_count = int(context.get("cart_count") or 0)
     if not token or context.get("flashes"):
-        return render_page(request, store, template_name, context)  # which keeps neither
+        return _response(_render_kept(request, template_name, context, token), token, cart_count)
     key = _key(request, template_name)
     layout = store.get(key)
     if layout is None:
         layout = _render_kept(request, template_name, {**context, "content_slot": Markup(CONTENT_SLOT)}, token)
         store.put(key, layout)
     content = request.app.template_engine.get_template(content_name).render(**context, request=request)  # type: ignore[union-attr]
-    page = layout.filled(token.encode(), int(context.get("cart_count") or 0), content.encode())
-    return Response(page, media_type=MediaType.HTML)
+    return _response(layout, token, cart_count, content.encode())
