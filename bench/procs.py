@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,3 +56,45 @@ def worker_memory(leader_pid: int) -> list[Memory]:
             continue
         memory.append(Memory(int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024))
     return memory
+
+
+def _process_cpu() -> dict[int, tuple[str, int, float]]:
+    """Each process's name, process group and CPU seconds so far (user and system)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    seen = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.find("(") + 1:stat.rfind(")")]
+        fields = stat.rsplit(")", 1)[1].split()  # fields from the 3rd: state, ppid, pgrp, ...
+        seen[int(entry.name)] = (name, int(fields[2]), (int(fields[11]) + int(fields[12])) / tick)
+    return seen
+
+
+def _finished_children_cpu() -> float:
+    times = os.times()
+    return times.children_user + times.children_system
+
+
+@contextmanager
+def cores_used(groups: dict[str, int]) -> Iterator[dict[str, float]]:
+    """Cores used while the block runs: by each named process group (a server's leader pid),
+    by PostgreSQL, and by the load generator (this process's children that finished meanwhile:
+    wrk, run to completion inside the block). Filled in when the block ends."""
+    used: dict[str, float] = {}
+    before, children_before, started = _process_cpu(), _finished_children_cpu(), time.monotonic()
+    yield used
+    after, elapsed = _process_cpu(), time.monotonic() - started
+    roles = {leader: role for role, leader in groups.items()}
+    totals = dict.fromkeys([*groups, "wrk", "PostgreSQL"], 0.0)
+    totals["wrk"] = _finished_children_cpu() - children_before
+    for pid, (name, group, cpu) in after.items():
+        role = roles.get(group) or ("PostgreSQL" if name == "postgres" else None)
+        if role is not None:
+            # A process that started during the block counts from zero.
+            totals[role] += cpu - (before[pid][2] if pid in before and before[pid][1] == group else 0.0)
+    used.update({role: cpu / elapsed for role, cpu in totals.items()})

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import itertools
 import logging
 import math
@@ -24,7 +25,7 @@ import httpx
 
 from bench import clients, wrk
 from bench.catalogue import CATEGORIES, PRODUCTS, add_catalogue
-from bench.procs import ceiling_server, worker_memory
+from bench.procs import ceiling_server, cores_used, worker_memory
 from shop.settings import DEFAULT_SERVER, SERVERS, Settings
 from tests.support import Served, fresh_database, run_shop, serving, throwaway_postgres
 
@@ -57,6 +58,7 @@ class Sample:
     p99_ms: float
     errors: int
     steal_cores: float
+    cores: dict[str, float] = field(default_factory=dict)  # cores used by each part (see procs.cores_used)
 
 
 @dataclass
@@ -70,6 +72,7 @@ class Figure:
     note: str = ""
     steal_cores: list[float] = field(default_factory=list)  # per run: CPU taken by the host
     repeated: int = 0  # runs made again because the host was busy
+    cores: list[dict[str, float]] = field(default_factory=list)  # per run, when measured
 
     @property
     def median(self) -> float:
@@ -81,15 +84,21 @@ class Figure:
         self.p99s.append(sample.p99_ms)
         self.errors += sample.errors
         self.steal_cores.append(sample.steal_cores)
+        if sample.cores:
+            self.cores.append(sample.cores)
 
     def line(self, verdict: str = "", extra: str = "") -> str:
         text = (f"{self.name:<28} {self.unit} median {self.median:8.1f} (min {min(self.runs):.1f}, "
                 f"max {max(self.runs):.1f})  p50 {statistics.median(self.p50s):6.1f} ms  "
                 f"p99 {statistics.median(self.p99s):6.1f} ms  errors {self.errors}")
+        used = ""
+        if self.cores:  # each part's median over the runs
+            used = "cores used: " + ", ".join(
+                f"{part} {statistics.median(run[part] for run in self.cores):.2f}" for part in self.cores[0])
         steal = f"host steal up to {max(self.steal_cores):.2f} cores" if self.steal_cores else ""
         if self.repeated:
             steal += f" ({self.repeated} run{'s' * (self.repeated > 1)} made again: host busy)"
-        return "  ".join(part for part in (text, extra, self.note, steal, verdict) if part)
+        return "  ".join(part for part in (text, extra, self.note, used, steal, verdict) if part)
 
 
 def verdict(ok: bool, target: str) -> str:
@@ -221,9 +230,17 @@ class Bench:
         for n, served in shops.items():
             wrk.run(f"{served.url}/", WARM_UP_S, scripts[n])
         figures = {n: Figure(f"list page (PostgreSQL, {n} worker{'s' * (n > 1)})", "req/s") for n in shops}
+
+        def run_once(n: int) -> Sample:
+            # What each part used shows what the machine had left for the shop's workers.
+            with cores_used({"shop": shops[n].process.pid}) as cores:
+                sample = self.wrk_sample(f"{shops[n].url}/", scripts[n])
+            sample.cores = cores
+            return sample
+
         for repeat in range(self.args.repeats):
             for n in (1, 2) if repeat % 2 == 0 else (2, 1):
-                self.wrk_figure(figures[n], f"{shops[n].url}/", scripts[n])
+                self.measure(figures[n], functools.partial(run_once, n))
         for figure in figures.values():
             self.report(figure)
         ratios = [two_per_s / one_per_s for one_per_s, two_per_s in zip(figures[1].runs, figures[2].runs)]

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
@@ -10,7 +13,7 @@ from typing import Iterator
 import pytest
 from litestar.testing import TestClient
 
-from bench import ceiling, clients, run, wrk
+from bench import ceiling, clients, procs, run, wrk
 from tests.support import require_all
 
 WRK_OUTPUT = """Running 15s test @ http://127.0.0.1:8000/
@@ -152,3 +155,46 @@ def test_the_in_process_caller_serves_pages_and_times_them() -> None:
     status, body, cpu_us = asyncio.run(call())
     assert status == 200 and body.count(b'class="product-card"') == 24
     assert cpu_us > 0
+
+
+# Uses `seconds` of CPU, says so, then waits to be stopped (a server is still there when measured).
+_BURN = """
+import sys, time
+while time.process_time() < float(sys.argv[1]):
+    pass
+print("burnt", flush=True)
+if sys.argv[2] == "stay":
+    time.sleep(60)
+"""
+
+
+def test_cores_used_counts_a_server_group_and_the_load_generator() -> None:
+    server = subprocess.Popen([sys.executable, "-c", _BURN, "0.3", "stay"], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    bystander = subprocess.Popen([sys.executable, "-c", _BURN, "0.3", "stay"], stdout=subprocess.PIPE, text=True,
+                                 start_new_session=True)
+    try:
+        started = time.monotonic()
+        with procs.cores_used({"shop": server.pid}) as used:
+            subprocess.run([sys.executable, "-c", _BURN, "0.2", "go"], check=True, capture_output=True)  # "wrk"
+            assert server.stdout.readline() == "burnt\n" and bystander.stdout.readline() == "burnt\n"
+        elapsed = time.monotonic() - started
+    finally:
+        for process in (server, bystander):
+            process.kill()
+            process.wait()
+    assert set(used) == {"shop", "wrk", "PostgreSQL"}
+    # CPU is counted in clock ticks (10 ms): each figure is at least its work over the time taken.
+    assert used["shop"] >= (0.3 - 0.05) / elapsed and used["wrk"] >= (0.2 - 0.02) / elapsed
+    # The bystander's 0.3 s is nobody's: at most the shop's own start-up is counted beside it.
+    assert used["shop"] * elapsed < 0.3 + 0.25
+
+
+def test_a_figure_shows_the_median_cores_each_part_used() -> None:
+    figure = run.Figure("list page", "req/s")
+    for shop, load in ((1.72, 0.18), (1.68, 0.21), (1.70, 0.19)):
+        figure.add(run.Sample(6000, 5, 30, 0, 0.0, {"shop": shop, "wrk": load, "PostgreSQL": 0.1}))
+    assert "cores used: shop 1.70, wrk 0.19, PostgreSQL 0.10" in figure.line()
+    plain = run.Figure("add to cart", "req/s")
+    plain.add(run.Sample(900, 30, 60, 0, 0.0))
+    assert "cores used" not in plain.line()
