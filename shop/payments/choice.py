@@ -7,9 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-import httpx
-
-from shop.payments.registry import ADAPTERS, provider_for
+from shop.payments.registry import ADAPTERS, offline_provider
 from shop.payments.tables import ShopSetting
 from shop.settings import Settings, SettingsError
 
@@ -34,7 +32,7 @@ class Readiness:
 
 
 def readiness(slug: str, settings: Settings) -> Readiness:
-    provider = provider_for(slug, settings, httpx.AsyncClient())
+    provider = offline_provider(slug, settings)
     return Readiness(slug, provider.missing_credentials(), provider.sandbox_credentials_in_use())
 
 

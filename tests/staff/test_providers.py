@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 from typing import Any, Iterator
 
 import httpx
@@ -11,7 +12,7 @@ import pytest
 from litestar.testing import TestClient
 
 from shop.app import create_app
-from shop.payments.registry import ADAPTERS
+from shop.payments.registry import ADAPTERS, offline_provider
 from shop.payments.tables import ShopSetting
 from shop.settings import SANDBOX_CREDENTIALS, Settings
 from shop.staff.auth import Role
@@ -154,6 +155,28 @@ def test_choosing_a_provider_swaps_the_panel_and_is_audited(owner: TestClient, c
     back = choose(owner, "checkout", htmx=False)  # without htmx: back to the page with a message
     assert back.status_code == 303 and back.headers["location"] == "/staff/providers"
     assert 'data-active-provider="checkout"' in owner.get("/staff/providers").text
+
+
+def test_the_page_and_a_choice_load_no_certificates(owner: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asking adapters about their settings sends nothing, so it must not build an HTTPS client:
+    each one loaded the CA bundle, 40 ms of the worker's event loop, for every adapter on every
+    view of this page, while the storefront's customers on that worker waited."""
+    loads: list[object] = []
+    load = ssl.SSLContext.load_verify_locations
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations",
+                        lambda context, *args, **kwargs: loads.append(args) or load(context, *args, **kwargs))
+    assert owner.get("/staff/providers").status_code == 200
+    assert choose(owner, "checkout_setup").status_code == 200
+    assert choose(owner, "nope").status_code == 422
+    assert loads == []
+    httpx.AsyncClient()  # what each adapter was given before: the spy sees its bundle loaded
+    assert len(loads) == 1
+
+
+def test_an_adapter_asked_about_its_settings_cannot_send(settings: Settings) -> None:
+    provider = offline_provider("checkout", settings)
+    with pytest.raises(RuntimeError, match="sent GET"):
+        run_async(lambda: provider.client.get("https://api.sandbox.checkout.com/"))
 
 
 def test_unknown_or_broken_providers_are_refused_with_a_message(owner: TestClient) -> None:
