@@ -1,12 +1,15 @@
 """Staff sign-in: argon2id, throttling that reveals nothing, sessions that logout and idleness end."""
+import asyncio
 import re
+import threading
 from datetime import timedelta
 
 import pytest
 
 from shop.staff.auth import Role, create_staff, utcnow
 from shop.staff.tables import AuditLog, StaffSession, StaffUser
-from tests.support import CSRF_FIELD
+from shop.catalog.tables import Product
+from tests.support import CSRF_FIELD, run_async
 from tests.web.conftest import run
 
 PASSWORD = "correct horse battery"
@@ -45,6 +48,47 @@ def test_short_passwords_are_refused() -> None:
 
     with pytest.raises(PasswordTooWeak):
         run(create_staff("short@example.com", "elevenchars", Role.FINANCE))
+
+
+def test_a_password_check_leaves_the_storefront_serving(owner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2 takes about 140 ms a check: in the event loop, each sign-in attempt stalled every
+    customer of that worker. The check is held here until the loop has answered a storefront
+    query; had it run in the loop, nothing could answer and it would never be let go."""
+    from shop.staff import auth
+
+    under_way, let_go = threading.Event(), threading.Event()
+    check = auth._verify
+
+    def held_check(password_hash: str | None, password: str) -> bool:
+        under_way.set()
+        assert let_go.wait(10), "the event loop was held by the password check"
+        return check(password_hash, password)
+
+    monkeypatch.setattr(auth, "_verify", held_check)
+
+    async def signing_in_while_shopping():
+        signing_in = asyncio.create_task(auth.log_in(owner["email"], PASSWORD, "192.0.2.7"))
+        while not under_way.is_set():
+            await asyncio.sleep(0.005)
+        products = await asyncio.wait_for(Product.count(), 5)
+        still_checking = not signing_in.done()
+        let_go.set()
+        staff, token = await signing_in
+        return products, still_checking, staff, token
+
+    products, still_checking, staff, token = run_async(signing_in_while_shopping)
+    assert still_checking and products >= 0 and staff.email == owner["email"] and token
+
+
+def test_a_new_password_is_hashed_off_the_event_loop(client, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shop.staff import auth
+
+    threads: list[str] = []
+    hash_password = auth.hash_password
+    monkeypatch.setattr(auth, "hash_password",
+                        lambda password: threads.append(threading.current_thread().name) or hash_password(password))
+    run(create_staff(f"hashed-aside-{threading.get_ident()}@example.com", PASSWORD, Role.FINANCE))
+    assert len(threads) == 1 and threads[0].startswith("argon2")
 
 
 def test_sign_in_rotates_the_session_and_sign_out_ends_it(client, owner) -> None:
