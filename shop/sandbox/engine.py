@@ -9,11 +9,13 @@ import json
 import logging
 import math
 import secrets
+import ssl
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
+from functools import cache
 from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 
 import httpx
@@ -515,6 +517,13 @@ async def _post_with_retries(client: httpx.AsyncClient, store: Store, url: str, 
             await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
 
 
+@cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every delivery client: httpx builds a new one per client, loading the
+    CA bundle, which held the sandbox's event loop 40 ms for each payment's notifications."""
+    return httpx.create_ssl_context()
+
+
 async def post_once(store: Store, url: str, webhook: Webhook, controls: Mapping[str, Any],
                     copy: int = 1) -> httpx.Response | None:
     """POST one notification now, without retries, record the delivery and return the answer
@@ -526,7 +535,7 @@ async def post_once(store: Store, url: str, webhook: Webhook, controls: Mapping[
     response: httpx.Response | None = None
     try:
         async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 2.0)),
-                                     follow_redirects=False) as client:
+                                     follow_redirects=False, verify=_tls()) as client:
             response = await client.post(url, content=webhook.body, headers=dict(webhook.headers))
             status_code = response.status_code
     except httpx.HTTPError as exc:
@@ -550,7 +559,7 @@ async def deliver(store: Store, url: str, webhooks: list[Webhook], controls: Map
     timeout_s = float(controls["webhook_timeout_ms"]) / 1000
     timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 2.0))
     try:
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, verify=_tls()) as client:
             for webhook in batch:
                 for copy in range(1, copies + 1):
                     await _post_with_retries(client, store, url, webhook, copy, controls)
