@@ -16,6 +16,9 @@ from shop.sql import Insert, Statement
 from shop.vendors.services import vendor_snapshot
 
 REFERENCE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O/1/I: read over the phone
+# A day has 32^6 (about a billion) references: a shop taking 10,000 orders in a day draws one
+# already taken about once in 20 days, and then draws again.
+REFERENCE_TRIES = 5
 
 
 class OrderError(ValueError):
@@ -59,18 +62,22 @@ async def place_order(cart_token: str, details: CheckoutDetails, language: str, 
     if existing:
         return PlacedOrder(existing, created=False)
     engine = Order._meta.db
-    try:
-        async with write_transaction(engine):
-            order = await _place(cart_token, details, language, provider, check_total)
-    except Exception as exc:
-        if not (is_unique_violation(exc) or isinstance(exc, CartSpent)):
-            raise
-        # Another request placed this cart's order a moment ago: that one stands.
-        existing = await order_for_cart(cart_token)
-        if existing is None:
-            raise
-        return PlacedOrder(existing, created=False)
-    return PlacedOrder(order, created=True)
+    for attempt in range(1, REFERENCE_TRIES + 1):
+        try:
+            async with write_transaction(engine):
+                order = await _place(cart_token, details, language, provider, check_total)
+            return PlacedOrder(order, created=True)
+        except Exception as exc:
+            if not (is_unique_violation(exc) or isinstance(exc, CartSpent)):
+                raise
+            # Another request placed this cart's order a moment ago: that one stands.
+            existing = await order_for_cart(cart_token)
+            if existing is not None:
+                return PlacedOrder(existing, created=False)
+            # Else the reference drawn was taken: everything was rolled back; draw another.
+            if isinstance(exc, CartSpent) or attempt == REFERENCE_TRIES:
+                raise
+    raise AssertionError("unreachable")
 
 
 # The cart's lines as the order will keep them, in product order (stock is locked in that order).

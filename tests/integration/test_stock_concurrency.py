@@ -60,3 +60,38 @@ async def test_the_same_cart_twice_at_once_makes_one_order() -> None:
     assert len({p.order["id"] for p in placed}) == 1
     assert sum(p.created for p in placed) == 1
     assert (await product_row(product["id"]))["reserved"] == 2
+
+
+async def test_a_reference_already_taken_is_drawn_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Order references are random (a billion a day): a shop taking thousands of orders a day
+    draws one already taken now and then. That customer's Pay press failed with a 500."""
+    from shop.orders import services
+
+    product = await make_product(stock=5)
+    first_token, second_token = new_cart_token(), new_cart_token()
+    await add_item(first_token, product["id"], 1)
+    await add_item(second_token, product["id"], 2)
+    first = (await place_order(first_token, DETAILS, "en", "checkout")).order
+    draws = iter([first["reference"], first["reference"], "DM991231FRESH2"])
+    monkeypatch.setattr(services, "new_reference", lambda now=None: next(draws))
+    second = await place_order(second_token, DETAILS, "en", "checkout")
+    assert second.created and second.order["reference"] == "DM991231FRESH2"
+    assert second.order["id"] != first["id"] and second.order["cart_token"] == second_token
+    row = await product_row(product["id"])
+    assert (row["stock"], row["reserved"]) == (5, 3)  # reserved once for each order, not per try
+
+
+async def test_a_reference_never_free_is_an_error_and_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shop.db import is_unique_violation
+    from shop.orders import services
+
+    product = await make_product(stock=5)
+    first_token, second_token = new_cart_token(), new_cart_token()
+    await add_item(first_token, product["id"], 1)
+    await add_item(second_token, product["id"], 1)
+    taken = (await place_order(first_token, DETAILS, "en", "checkout")).order["reference"]
+    monkeypatch.setattr(services, "new_reference", lambda now=None: taken)
+    with pytest.raises(Exception) as refused:
+        await place_order(second_token, DETAILS, "en", "checkout")
+    assert is_unique_violation(refused.value)
+    assert (await product_row(product["id"]))["reserved"] == 1
