@@ -33,33 +33,8 @@ def _status(pid: int) -> dict[str, str]:
     return dict(line.split(":", 1) for line in lines if ":" in line)
 
 
-def worker_memory(leader_pid: int) -> list[Memory]:
-    """RSS now and peak RSS of each worker of a server: the group's processes, without a
-    supervisor that only forks workers (the leader, when it has children)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == leader_pid:  # field 5 of stat: the process group
-            if b"resource_tracker" not in (entry / "cmdline").read_bytes():  # multiprocessing's helper
-                members.append(int(entry.name))
-    workers = [pid for pid in members if pid != leader_pid] or [leader_pid]
-    memory = []
-    for pid in workers:
-        try:
-            status = _status(pid)
-        except OSError:
-            continue
-        memory.append(Memory(int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024))
-    return memory
-
-
-def _process_cpu() -> dict[int, tuple[str, int, float]]:
-    """Each process's name, process group and CPU seconds so far (user and system)."""
+def _processes() -> dict[int, tuple[str, int, float]]:
+    """Each process's name, process group and CPU seconds so far (user and system), from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
     seen = {}
     for entry in Path("/proc").iterdir():
@@ -75,6 +50,22 @@ def _process_cpu() -> dict[int, tuple[str, int, float]]:
     return seen
 
 
+def worker_memory(leader_pid: int) -> list[Memory]:
+    """RSS now and peak RSS of each worker of a server: the group's processes, without a
+    supervisor that only forks workers (the leader, when it has children)."""
+    members = [pid for pid, (_, group, _) in _processes().items() if group == leader_pid
+               and b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]  # multiprocessing's helper
+    workers = [pid for pid in members if pid != leader_pid] or [leader_pid]
+    memory = []
+    for pid in workers:
+        try:
+            status = _status(pid)
+        except OSError:
+            continue
+        memory.append(Memory(int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024))
+    return memory
+
+
 def _finished_children_cpu() -> float:
     times = os.times()
     return times.children_user + times.children_system
@@ -86,9 +77,9 @@ def cores_used(groups: dict[str, int]) -> Iterator[dict[str, float]]:
     by PostgreSQL, and by the load generator (this process's children that finished meanwhile:
     wrk, run to completion inside the block). Filled in when the block ends."""
     used: dict[str, float] = {}
-    before, children_before, started = _process_cpu(), _finished_children_cpu(), time.monotonic()
+    before, children_before, started = _processes(), _finished_children_cpu(), time.monotonic()
     yield used
-    after, elapsed = _process_cpu(), time.monotonic() - started
+    after, elapsed = _processes(), time.monotonic() - started
     roles = {leader: role for role, leader in groups.items()}
     totals = dict.fromkeys([*groups, "wrk", "PostgreSQL"], 0.0)
     totals["wrk"] = _finished_children_cpu() - children_before

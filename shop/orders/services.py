@@ -62,7 +62,9 @@ async def place_order(cart_token: str, details: CheckoutDetails, language: str, 
     if existing:
         return PlacedOrder(existing, created=False)
     engine = Order._meta.db
-    for attempt in range(1, REFERENCE_TRIES + 1):
+    tries = 0
+    while True:
+        tries += 1
         try:
             async with write_transaction(engine):
                 order = await _place(cart_token, details, language, provider, check_total)
@@ -75,9 +77,8 @@ async def place_order(cart_token: str, details: CheckoutDetails, language: str, 
             if existing is not None:
                 return PlacedOrder(existing, created=False)
             # Else the reference drawn was taken: everything was rolled back; draw another.
-            if isinstance(exc, CartSpent) or attempt == REFERENCE_TRIES:
+            if isinstance(exc, CartSpent) or tries == REFERENCE_TRIES:
                 raise
-    raise AssertionError("unreachable")
 
 
 # The cart's lines as the order will keep them, in product order (stock is locked in that order).

@@ -524,18 +524,23 @@ def _tls() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+def _delivery_client(controls: Mapping[str, Any]) -> httpx.AsyncClient:
+    """A client for one round of notifications, with the timeout the controls set."""
+    timeout_s = float(controls["webhook_timeout_ms"]) / 1000
+    return httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 2.0)), follow_redirects=False,
+                             verify=_tls())
+
+
 async def post_once(store: Store, url: str, webhook: Webhook, controls: Mapping[str, Any],
                     copy: int = 1) -> httpx.Response | None:
     """POST one notification now, without retries, record the delivery and return the answer
     (None when no answer came): for providers that read the merchant's reply before going on
     (KNET's tranportal waits for `REDIRECT=<url>`)."""
-    timeout_s = float(controls["webhook_timeout_ms"]) / 1000
     status_code: int | None = None
     error: str | None = None
     response: httpx.Response | None = None
     try:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 2.0)),
-                                     follow_redirects=False, verify=_tls()) as client:
+        async with _delivery_client(controls) as client:
             response = await client.post(url, content=webhook.body, headers=dict(webhook.headers))
             status_code = response.status_code
     except httpx.HTTPError as exc:
@@ -556,10 +561,8 @@ async def deliver(store: Store, url: str, webhooks: list[Webhook], controls: Map
     copies = max(1, int(controls["duplicate_count"])) if mode == "duplicate" else 1
     if mode == "delay":
         await asyncio.sleep(float(controls["webhook_delay_ms"]) / 1000)
-    timeout_s = float(controls["webhook_timeout_ms"]) / 1000
-    timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 2.0))
     try:
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, verify=_tls()) as client:
+        async with _delivery_client(controls) as client:
             for webhook in batch:
                 for copy in range(1, copies + 1):
                     await _post_with_retries(client, store, url, webhook, copy, controls)

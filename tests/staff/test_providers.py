@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import ssl
 from typing import Any, Iterator
 
 import httpx
@@ -19,7 +18,7 @@ from shop.staff.auth import Role
 from shop.staff.providers import provider_overview, refusal_message
 from shop.staff.tables import AuditLog
 from tests.staff.conftest import csrf, sign_in
-from tests.support import run_async
+from tests.support import counting_ca_bundle_loads, run_async
 from tests.web.conftest import run
 
 HTMX = {"HX-Request": "true"}
@@ -157,20 +156,17 @@ def test_choosing_a_provider_swaps_the_panel_and_is_audited(owner: TestClient, c
     assert 'data-active-provider="checkout"' in owner.get("/staff/providers").text
 
 
-def test_the_page_and_a_choice_load_no_certificates(owner: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_page_and_a_choice_load_no_certificates(owner: TestClient) -> None:
     """Asking adapters about their settings sends nothing, so it must not build an HTTPS client:
     each one loaded the CA bundle, 40 ms of the worker's event loop, for every adapter on every
     view of this page, while the storefront's customers on that worker waited."""
-    loads: list[object] = []
-    load = ssl.SSLContext.load_verify_locations
-    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations",
-                        lambda context, *args, **kwargs: loads.append(args) or load(context, *args, **kwargs))
-    assert owner.get("/staff/providers").status_code == 200
-    assert choose(owner, "checkout_setup").status_code == 200
-    assert choose(owner, "nope").status_code == 422
-    assert loads == []
-    httpx.AsyncClient()  # what each adapter was given before: the spy sees its bundle loaded
-    assert len(loads) == 1
+    with counting_ca_bundle_loads() as loads:
+        assert owner.get("/staff/providers").status_code == 200
+        assert choose(owner, "checkout_setup").status_code == 200
+        assert choose(owner, "nope").status_code == 422
+        assert loads == []
+        httpx.AsyncClient()  # what each adapter was given before: the spy sees its bundle loaded
+        assert len(loads) == 1
 
 
 def test_an_adapter_asked_about_its_settings_cannot_send(settings: Settings) -> None:

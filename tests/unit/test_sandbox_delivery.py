@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
 from typing import Any
 
 import pytest
 
 from shop.sandbox import engine
+from tests.support import counting_ca_bundle_loads
 from tests.webhook_receiver import webhook_receiver
 
 CONTROLS = {"webhooks": "normal", "duplicate_count": 1, "webhook_delay_ms": 0, "webhook_timeout_ms": 2000,
@@ -17,10 +17,6 @@ CONTROLS = {"webhooks": "normal", "duplicate_count": 1, "webhook_delay_ms": 0, "
 def test_deliveries_share_one_tls_context(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each delivery client had httpx build its own TLS context, loading the CA bundle: 40 ms of
     the sandbox's event loop for every payment's notifications, in the demo and the tests."""
-    loads: list[Any] = []
-    load = ssl.SSLContext.load_verify_locations
-    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations",
-                        lambda context, *args, **kwargs: loads.append(args) or load(context, *args, **kwargs))
     recorded: list[tuple[str, int | None]] = []
 
     async def record(store: Any, webhook: engine.Webhook, url: str, copy: int, attempt: int,
@@ -30,7 +26,7 @@ def test_deliveries_share_one_tls_context(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(engine, "_record_delivery", record)
     webhooks = [engine.Webhook(f"evt_{n}", "payment_captured", b'{"id": "evt_%d"}' % n,
                                {"Content-Type": "application/json"}) for n in range(3)]
-    with webhook_receiver() as receiver:
+    with webhook_receiver() as receiver, counting_ca_bundle_loads() as loads:
         async def send_all() -> None:
             for webhook in webhooks:
                 await engine.deliver(None, receiver.url, [webhook], CONTROLS)  # type: ignore[arg-type]

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
+from shop.catalog.tables import Product
 from shop.staff.auth import Role, create_staff, utcnow
 from shop.staff.tables import AuditLog, StaffSession, StaffUser
-from shop.catalog.tables import Product
 from tests.support import CSRF_FIELD, run_async
 from tests.web.conftest import run
 
